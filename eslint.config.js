@@ -1,0 +1,41 @@
+// @ts-check
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["node_modules/**", "data/**", "stubs/**", "coverage/**"] },
+  ...tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "no-console": "error",
+      "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+      // Only these modules may talk to the outside SDKs (see README "Architecture").
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: [
+            { name: "stripe", message: "Only src/billing may import stripe." },
+            { name: "dockerode", message: "Only src/provisioning may import dockerode." },
+            { name: "matrix-bot-sdk", message: "Only src/matrix may import matrix-bot-sdk." },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["src/matrix/**", "test/**", "bench/**"],
+    rules: { "no-restricted-imports": "off" },
+  },
+  {
+    files: ["test/**", "bench/**"],
+    rules: {
+      "no-console": "off",
+      "@typescript-eslint/no-non-null-assertion": "off",
+      "@typescript-eslint/no-unsafe-assignment": "off",
+      "@typescript-eslint/no-unsafe-member-access": "off",
+    },
+  },
+);

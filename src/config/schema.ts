@@ -1,0 +1,116 @@
+import { z } from "zod";
+
+/**
+ * The whole configuration of a Switchboard process. One schema, parsed once at
+ * start (see load.ts) and frozen. Every field has a default that suits the
+ * embedded mode (`npm start` with no config file). Unknown keys are errors so
+ * that a typo never silently falls back to a default.
+ */
+
+const port = z.number().int().min(1).max(65535);
+const logLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+const httpUrl = z.url({ protocol: /^https?$/ });
+/** Base64 of exactly 32 bytes (an AES-256 key). */
+const masterKey = z
+  .string()
+  .refine((value) => Buffer.from(value, "base64").length === 32, "must be 32 bytes, base64-encoded");
+const keyId = z.string().regex(/^[a-zA-Z0-9_-]{1,32}$/, "must be 1-32 letters, digits, _ or -");
+
+export const ModelProviderName = z.enum(["openai", "anthropic"]);
+export type ModelProviderName = z.infer<typeof ModelProviderName>;
+
+export const ConfigSchema = z.strictObject({
+  /** Where the embedded mode keeps PGlite, homeserver data, the generated master key and demo.json. */
+  dataDir: z.string().min(1).default("data"),
+  log: z
+    .strictObject({
+      level: logLevel.default("info"),
+      pretty: z.boolean().default(false),
+    })
+    .prefault({}),
+  database: z
+    .strictObject({
+      /** PostgreSQL connection string; when absent, embedded PGlite is used. */
+      url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL").optional(),
+      /** PGlite data directory; defaults to <dataDir>/pglite. */
+      pgliteDir: z.string().min(1).optional(),
+      poolMax: z.number().int().min(1).max(200).default(10),
+    })
+    .prefault({}),
+  secrets: z
+    .strictObject({
+      /**
+       * Master keys for encrypting secrets at rest, by key id. The active key
+       * encrypts; every listed key decrypts (rotation). When empty, the
+       * embedded mode generates one in <dataDir>/master-keys.json.
+       */
+      masterKeys: z.record(keyId, masterKey).default({}),
+      activeKeyId: keyId.optional(),
+    })
+    .prefault({}),
+  runtime: z
+    .strictObject({
+      /** Where the appservice HTTP listener binds. */
+      host: z.string().min(1).default("127.0.0.1"),
+      port: port.default(9000),
+      /** The base URL homeservers use to reach the runtime; defaults to http://host:port. */
+      publicUrl: httpUrl.optional(),
+      /** Agents appear as @<agentPrefix><name>:<server>. */
+      agentPrefix: z
+        .string()
+        .regex(/^[a-z0-9._=-]{1,16}$/, "must be 1-16 lowercase Matrix localpart characters")
+        .default("ai_"),
+      /** Localpart of the service's bot user (the appservice sender). */
+      botLocalpart: z
+        .string()
+        .regex(/^[a-z0-9._=-]{1,64}$/, "must be a lowercase Matrix localpart")
+        .default("switchboard"),
+      /** Minimum gap between streamed edits of one answer. */
+      editThrottleMs: z.number().int().min(100).max(10_000).default(700),
+      /** Incoming message bodies longer than this are cut before they reach a model. */
+      maxInputChars: z.number().int().min(100).max(200_000).default(16_000),
+      /** Largest appservice transaction body accepted. */
+      maxTransactionBytes: z.number().int().min(65_536).default(32 * 1024 * 1024),
+    })
+    .prefault({}),
+  models: z
+    .strictObject({
+      defaultProvider: ModelProviderName.optional(),
+      timeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
+      maxRetries: z.number().int().min(0).max(5).default(2),
+      openai: z
+        .strictObject({
+          baseUrl: httpUrl.default("https://api.openai.com/v1"),
+          /** The operator's managed key. */
+          apiKey: z.string().min(1).optional(),
+          defaultModel: z.string().min(1).default("gpt-4o-mini"),
+        })
+        .prefault({}),
+      anthropic: z
+        .strictObject({
+          baseUrl: httpUrl.optional(),
+          apiKey: z.string().min(1).optional(),
+          defaultModel: z.string().min(1).default("claude-sonnet-4-5"),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  synapse: z
+    .strictObject({
+      /** The Synapse chroot made by synapse/install.sh; a cache shared by all checkouts. */
+      chrootDir: z.string().min(1).default("/var/cache/switchboard/synapse-chroot-v1"),
+    })
+    .prefault({}),
+  embedded: z
+    .strictObject({
+      /** server_name of the local homeserver that `switchboard start` runs. */
+      serverName: z.string().min(1).default("localhost"),
+      port: port.default(8008),
+      /** Matrix account created for the person trying the service. */
+      adminLocalpart: z.string().regex(/^[a-z0-9._=-]{1,64}$/).default("admin"),
+      demoAgentName: z.string().regex(/^[a-z0-9._=-]{1,32}$/).default("ada"),
+    })
+    .prefault({}),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;

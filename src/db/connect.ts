@@ -1,0 +1,58 @@
+import { mkdir } from "node:fs/promises";
+import { PGlite } from "@electric-sql/pglite";
+import { pg_trgm } from "@electric-sql/pglite/contrib/pg_trgm";
+import knexFactory, { type Knex } from "knex";
+import ClientPgLite from "knex-pglite";
+import pg from "pg";
+import { installTransactionGuard } from "./tenant-transaction.ts";
+
+export type DatabaseKind = "postgres" | "pglite";
+
+export interface Database {
+  readonly knex: Knex;
+  readonly kind: DatabaseKind;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** postgres:// URL; when absent, PGlite is used. */
+  url?: string | undefined;
+  /** PGlite data directory; absent means in memory (tests). */
+  pgliteDir?: string | undefined;
+  poolMax?: number;
+}
+
+// int8 (counts, sums, bigserial ids) as numbers: every value we keep in one
+// fits well inside 2^53, and PGlite already returns numbers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
+
+/** Opens the database the configuration names. Does not run migrations. */
+export async function connectDatabase(options: DatabaseOptions): Promise<Database> {
+  const knex = options.url === undefined ? await openPglite(options.pgliteDir) : openPostgres(options.url, options.poolMax ?? 10);
+  installTransactionGuard(knex);
+  return {
+    knex,
+    kind: options.url === undefined ? "pglite" : "postgres",
+    close: () => knex.destroy(),
+  };
+}
+
+function openPostgres(url: string, poolMax: number): Knex {
+  return knexFactory({
+    client: "pg",
+    connection: url,
+    pool: { min: 0, max: poolMax },
+    // Fail fast rather than queue forever when the server is gone.
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Knex> {
+  if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
+  const instance = await PGlite.create({ ...(dataDir === undefined ? {} : { dataDir }), extensions: { pg_trgm } });
+  return knexFactory({
+    client: ClientPgLite as unknown as typeof Knex.Client,
+    dialect: "postgres",
+    connection: () => ({ pglite: instance }) as object,
+  } as Knex.Config);
+}

@@ -1,0 +1,17 @@
+import type { Knex } from "knex";
+import * as m001 from "./001_foundation.ts";
+import * as m002 from "./002_memory.ts";
+
+interface Migration {
+  readonly name: string;
+  up(knex: Knex): Promise<void>;
+}
+
+/**
+ * Every migration, in order. Forward-only: a migration is never edited once
+ * released and never rolled back; a fix is a new, higher-numbered migration.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  { name: "001_foundation", up: m001.up },
+  { name: "002_memory", up: m002.up },
+];
