@@ -1,0 +1,92 @@
+import type { EventId, MatrixUserId, RoomId } from "../shared/ids.ts";
+import type { ChatGateway, OutgoingMessage } from "./ports.ts";
+
+/** Shown after the text while the answer is still being written. */
+const IN_PROGRESS_MARK = " …";
+
+export interface AnswerStreamOptions {
+  readonly chat: ChatGateway;
+  readonly sender: MatrixUserId;
+  readonly roomId: RoomId;
+  readonly threadRootId: EventId | null;
+  readonly replyTo: EventId | null;
+  /** Base of the idempotency keys of every send and edit of this answer. */
+  readonly idempotencyKey: string;
+  /** The reply posted by an earlier, interrupted run of the same turn. */
+  readonly existingEventId: EventId | null;
+  readonly editThrottleMs: number;
+  /** Renders markdown to HTML for the formatted body. */
+  readonly render: (markdown: string) => string;
+  /** Called once when the first message is posted, to record its id before anything else. */
+  readonly onPosted: (eventId: EventId) => Promise<void>;
+  readonly now?: () => number;
+}
+
+/**
+ * Streams a growing answer into a room as one message plus throttled edits
+ * (m.replace), so readers see progress without a flood of events. Short
+ * answers that finish within the first throttle window are a single message.
+ * Calls must not overlap (the turn awaits each one).
+ */
+export class AnswerStream {
+  readonly #options: AnswerStreamOptions;
+  readonly #now: () => number;
+  readonly #startedAt: number;
+  #text = "";
+  #eventId: EventId | null;
+  #lastFlushAt = 0;
+  #shownText: string | null = null;
+  #edits = 0;
+
+  constructor(options: AnswerStreamOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#startedAt = this.#now();
+    this.#eventId = options.existingEventId;
+  }
+
+  get text(): string {
+    return this.#text;
+  }
+
+  get eventId(): EventId | null {
+    return this.#eventId;
+  }
+
+  /** Adds text; posts or edits when the throttle allows. */
+  async append(delta: string): Promise<void> {
+    this.#text += delta;
+    const now = this.#now();
+    const since = this.#eventId === null ? now - this.#startedAt : now - this.#lastFlushAt;
+    if (since >= this.#options.editThrottleMs && this.#text.trim() !== "") await this.#show(this.#text + IN_PROGRESS_MARK, "progress");
+  }
+
+  /** Shows the complete answer; returns the reply's event id. */
+  async finish(): Promise<EventId> {
+    const text = this.#text.trim() === "" ? "(no answer)" : this.#text;
+    return this.#show(text, "final");
+  }
+
+  /** Ends the answer with a notice of what went wrong, keeping any text already written. */
+  async fail(notice: string): Promise<EventId> {
+    const text = this.#text.trim() === "" ? `⚠️ ${notice}` : `${this.#text}\n\n⚠️ ${notice}`;
+    return this.#show(text, "final", this.#text.trim() === "" ? "m.notice" : "m.text");
+  }
+
+  async #show(text: string, phase: "progress" | "final", msgtype: OutgoingMessage["msgtype"] = "m.text"): Promise<EventId> {
+    this.#lastFlushAt = this.#now();
+    if (text === this.#shownText && this.#eventId !== null) return this.#eventId;
+    const { chat, sender, roomId, threadRootId, replyTo, idempotencyKey, render } = this.#options;
+    const message: OutgoingMessage = { msgtype, body: text, html: render(text), threadRootId, replyTo };
+    if (this.#eventId === null) {
+      this.#eventId = await chat.send(sender, roomId, message, `${idempotencyKey}/post`);
+      await this.#options.onPosted(this.#eventId);
+    } else {
+      this.#edits += 1;
+      const key = phase === "final" ? `${idempotencyKey}/final` : `${idempotencyKey}/edit/${this.#edits}`;
+      await chat.edit(sender, roomId, this.#eventId, message, key);
+    }
+    this.#shownText = text;
+    return this.#eventId;
+  }
+}

@@ -1,0 +1,142 @@
+import type { Knex } from "knex";
+import { withTenant } from "../db/tenant-transaction.ts";
+import { recordMessage } from "../memory/history.ts";
+import { platformOfUserId, resolvePerson } from "../memory/people.ts";
+import type { MatrixUserId, RoomId } from "../shared/ids.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { Tenant } from "../tenants/types.ts";
+import { agentNameOf, agentUserId } from "./identity.ts";
+import type { ChatGateway, IncomingInvite, IncomingMessage, MembershipChange } from "./ports.ts";
+import { agentRepository } from "./repository.ts";
+import { chooseResponders } from "./routing.ts";
+import { runTurn, type TurnDependencies } from "./turn.ts";
+import type { AgentIdentity } from "./types.ts";
+
+/** Where a tenant's events come from and go to. */
+export interface TenantContext {
+  readonly tenant: Tenant;
+  readonly serverName: string;
+  readonly botUserId: MatrixUserId;
+  readonly chat: ChatGateway;
+}
+
+/** Rooms with at most this many joined members are treated as DMs. */
+const DIRECT_ROOM_MAX_MEMBERS = 2;
+const MEMBER_COUNT_CACHE_MS = 60_000;
+
+/**
+ * Handles a tenant's room events for its agents: invitations, membership,
+ * and messages (recorded in history, routed, answered). Called in room order
+ * by the runtime; every method is safe to call again for the same event.
+ */
+export class Conversations {
+  readonly #deps: TurnDependencies;
+  readonly #agentPrefix: string;
+  readonly #log: Logger;
+  readonly #memberCounts = new Map<string, { count: number; at: number }>();
+
+  constructor(deps: TurnDependencies, agentPrefix: string) {
+    this.#deps = deps;
+    this.#agentPrefix = agentPrefix;
+    this.#log = deps.log.child({ module: "conversations" });
+  }
+
+  get #db(): Knex {
+    return this.#deps.db;
+  }
+
+  /** An agent (or the service bot) invited to a room joins if the tenant allows it. */
+  async handleInvite(context: TenantContext, invite: IncomingInvite): Promise<void> {
+    const { tenant, chat } = context;
+    if (invite.invitee === context.botUserId) {
+      await chat.join(invite.invitee, invite.roomId);
+      return;
+    }
+    const name = agentNameOf(this.#agentPrefix, invite.invitee, context.serverName);
+    if (name === null) return;
+    const agent = await withTenant(this.#db, tenant.id, (trx) => agentRepository.findByName(trx, name));
+    if (agent === undefined || agent.status !== "active" || tenant.status !== "active") {
+      this.#log.info({ tenantId: tenant.id, roomId: invite.roomId, invitee: invite.invitee }, "declining invite: no such active agent");
+      await chat.leave(invite.invitee, invite.roomId);
+      return;
+    }
+    await chat.ensureProfile(invite.invitee, agent.displayName, agent.avatarUrl);
+    await chat.join(invite.invitee, invite.roomId);
+    await withTenant(this.#db, tenant.id, async (trx) => {
+      await trx("rooms")
+        .insert({ tenant_id: tenant.id, room_id: invite.roomId, is_direct: invite.isDirect })
+        .onConflict(["tenant_id", "room_id"])
+        .merge(invite.isDirect ? { is_direct: true } : {});
+      await agentRepository.setMembership(trx, tenant.id, agent.id, invite.roomId, "join");
+    });
+  }
+
+  async handleMembership(context: TenantContext, change: MembershipChange): Promise<void> {
+    this.#memberCounts.delete(`${context.tenant.id}/${change.roomId}`);
+    const name = agentNameOf(this.#agentPrefix, change.userId, context.serverName);
+    if (name === null || (change.membership !== "leave" && change.membership !== "ban" && change.membership !== "join")) return;
+    const membership = change.membership === "join" ? "join" : "leave";
+    await withTenant(this.#db, context.tenant.id, async (trx) => {
+      const agent = await agentRepository.findByName(trx, name);
+      if (agent !== undefined) await agentRepository.setMembership(trx, context.tenant.id, agent.id, change.roomId, membership);
+    });
+  }
+
+  async handleMessage(context: TenantContext, message: IncomingMessage): Promise<void> {
+    const { tenant } = context;
+    if (this.#isOurs(context, message.sender)) return;
+    const platform = platformOfUserId(message.sender);
+    const prepared = await withTenant(this.#db, tenant.id, async (trx) => {
+      const agents = await agentRepository.joinedTo(trx, message.roomId);
+      if (agents.length === 0) return null;
+      const personId = await resolvePerson(trx, message.sender, platform);
+      await recordMessage(trx, {
+        eventId: message.eventId,
+        roomId: message.roomId,
+        threadRootId: message.threadRootId,
+        sender: message.sender,
+        personId,
+        agentId: null,
+        platform,
+        body: message.body,
+        sentAt: message.sentAt,
+      });
+      const room = (await trx("rooms").where({ room_id: message.roomId }).first()) as { is_direct: boolean } | undefined;
+      const repliedTo =
+        message.replyToEventId === null
+          ? undefined
+          : ((await trx("messages").where({ event_id: message.replyToEventId }).select("sender").first()) as { sender: string } | undefined);
+      return { agents, personId, flaggedDirect: room?.is_direct === true, repliedToSender: (repliedTo?.sender as MatrixUserId | undefined) ?? null };
+    });
+    if (prepared === null) return;
+
+    const identities: AgentIdentity[] = prepared.agents.map((agent) => ({
+      agent,
+      userId: agentUserId(this.#agentPrefix, agent.name, context.serverName),
+    }));
+    const isDirect = prepared.flaggedDirect || (await this.#memberCount(context, identities[0] as AgentIdentity, message.roomId)) <= DIRECT_ROOM_MAX_MEMBERS;
+    const responders = chooseResponders({ message, agents: identities, isDirect, repliedToSender: prepared.repliedToSender });
+    if (tenant.status !== "active") {
+      if (responders.length > 0) this.#log.info({ tenantId: tenant.id }, "tenant suspended; not answering");
+      return;
+    }
+    // One after another: several agents in a room take turns rather than talk over each other.
+    for (const identity of responders) {
+      await runTurn(this.#deps, { tenantId: tenant.id, chat: context.chat, isDirect, personId: prepared.personId, platform }, identity, message);
+    }
+  }
+
+  #isOurs(context: TenantContext, userId: MatrixUserId): boolean {
+    return userId === context.botUserId || agentNameOf(this.#agentPrefix, userId, context.serverName) !== null;
+  }
+
+  async #memberCount(context: TenantContext, asAgent: AgentIdentity, roomId: RoomId): Promise<number> {
+    const key = `${context.tenant.id}/${roomId}`;
+    const cached = this.#memberCounts.get(key);
+    if (cached !== undefined && Date.now() - cached.at < MEMBER_COUNT_CACHE_MS) return cached.count;
+    const count = await context.chat.joinedMemberCount(asAgent.userId, roomId);
+    this.#memberCounts.set(key, { count, at: Date.now() });
+    return count;
+  }
+}
+

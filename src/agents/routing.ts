@@ -1,0 +1,52 @@
+import type { MatrixUserId } from "../shared/ids.ts";
+import type { IncomingMessage } from "./ports.ts";
+import type { AgentIdentity } from "./types.ts";
+
+export interface RoutingInput {
+  readonly message: IncomingMessage;
+  /** Agents joined to the room. */
+  readonly agents: readonly AgentIdentity[];
+  readonly isDirect: boolean;
+  /** Sender of the event the message replies to, when known. */
+  readonly repliedToSender: MatrixUserId | null;
+}
+
+function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Whether the text names the agent: its Matrix ID, display name or name, as a whole word. */
+function namesAgent(text: string, identity: AgentIdentity): boolean {
+  const candidates = [identity.userId, identity.agent.displayName, identity.agent.name];
+  return candidates.some((candidate) => new RegExp(`(^|[^\\p{L}\\p{N}_])@?${escapeRegex(candidate)}($|[^\\p{L}\\p{N}_])`, "iu").test(text));
+}
+
+function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
+  const { message } = input;
+  if (message.mentionedUserIds?.includes(identity.userId) === true) return true;
+  if (input.repliedToSender === identity.userId) return true;
+  if (namesAgent(message.body, identity)) return true;
+  return message.formattedBody?.includes(`https://matrix.to/#/${identity.userId}`) === true;
+}
+
+/**
+ * Which agents answer a message. The sender is a person (the caller drops
+ * messages from agents and the service bot, so agents never answer each
+ * other). Notices are never answered: bots and bridges speak in notices.
+ * Agents that are addressed answer and nobody else does; otherwise every
+ * agent answers in a DM, and in a group only agents whose policy is `all`.
+ */
+export function chooseResponders(input: RoutingInput): AgentIdentity[] {
+  if (input.message.msgtype === "m.notice") return [];
+  const active = input.agents.filter((identity) => identity.agent.status === "active");
+  const addressed = active.filter((identity) => isAddressed(input, identity));
+  if (addressed.length > 0) return addressed;
+  if (input.isDirect) return active;
+  return active.filter((identity) => identity.agent.triggerPolicy === "all");
+}
+
+/** The message text without a leading address to the agent ("Ada, ...", "@ai_ada:server: ..."). */
+export function stripAddress(text: string, identity: AgentIdentity): string {
+  const names = [identity.userId, identity.agent.displayName, identity.agent.name].map(escapeRegex).join("|");
+  return text.replace(new RegExp(`^\\s*@?(?:${names})\\s*[:,]?\\s*`, "iu"), "").trim();
+}

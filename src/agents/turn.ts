@@ -1,0 +1,241 @@
+import type { Knex } from "knex";
+import type { Config } from "../config/schema.ts";
+import { withTenant } from "../db/tenant-transaction.ts";
+import { rememberFact, forgetFacts } from "../memory/facts.ts";
+import { recordMessage, recentHistory } from "../memory/history.ts";
+import { parseMemoryIntent } from "../memory/intents.ts";
+import { retrieveFacts } from "../memory/retrieval.ts";
+import type { Platform } from "../memory/types.ts";
+import { isModelFailure } from "../models/failure.ts";
+import type { ChatMessage, ModelCredentials, ModelProvider, TokenUsage, ToolCall } from "../models/types.ts";
+import type { SecretCipher } from "../secrets/cipher.ts";
+import { describeError } from "../shared/errors.ts";
+import type { EventId, PersonId, TenantId } from "../shared/ids.ts";
+import type { Logger } from "../shared/logger.ts";
+import { AnswerStream } from "./answer-stream.ts";
+import { resolveCredentials } from "./credentials.ts";
+import { MEMORY_TOOLS, parseMemoryToolCall } from "./memory-tools.ts";
+import type { ChatGateway, IncomingMessage } from "./ports.ts";
+import { buildPrompt } from "./prompt.ts";
+import { stripAddress } from "./routing.ts";
+import { turnLedger } from "./turn-ledger.ts";
+import type { Agent, AgentIdentity } from "./types.ts";
+
+/** Token budgets of the prompt's parts (approximate, chars/4). */
+const HISTORY_TOKEN_BUDGET = 3_000;
+const HISTORY_MAX_MESSAGES = 50;
+const MEMORY_TOKEN_BUDGET = 800;
+const MEMORY_MAX_FACTS = 20;
+/** Model round trips per turn when the model keeps calling tools. */
+const MAX_TOOL_ROUNDS = 3;
+/** Typing notices time out after 30 s; refresh well before. */
+const TYPING_REFRESH_MS = 20_000;
+
+export interface TurnDependencies {
+  readonly db: Knex;
+  readonly cipher: SecretCipher;
+  readonly models: Config["models"];
+  readonly editThrottleMs: number;
+  readonly createProvider: (agent: Agent, credentials: ModelCredentials) => ModelProvider;
+  readonly render: (markdown: string) => string;
+  readonly log: Logger;
+}
+
+export interface TurnContext {
+  readonly tenantId: TenantId;
+  readonly chat: ChatGateway;
+  readonly isDirect: boolean;
+  /** The sender's person and platform (resolved when the message was recorded). */
+  readonly personId: PersonId;
+  readonly platform: Platform;
+}
+
+/**
+ * One agent answering one message, exactly once (see turn-ledger.ts):
+ * explicit memory requests, context (history + retrieved facts), the model
+ * streamed into the room, memory tool calls, then history, ledger and usage
+ * written back. A model failure ends the turn with a notice in the room and
+ * is not retried; a homeserver or database failure propagates so that the
+ * event is retried, and the retry resumes the same reply.
+ */
+export async function runTurn(deps: TurnDependencies, context: TurnContext, identity: AgentIdentity, message: IncomingMessage): Promise<void> {
+  const { agent, userId: agentUserId } = identity;
+  const { tenantId, chat } = context;
+  const log = deps.log.child({ tenantId, agentId: agent.id, eventId: message.eventId, roomId: message.roomId });
+  const ledger = await withTenant(deps.db, tenantId, (trx) => turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId));
+  if (ledger.status !== "started") {
+    log.debug({ status: ledger.status }, "turn already finished; not answering again");
+    return;
+  }
+
+  const request = stripAddress(message.body, identity);
+  const prepared = await withTenant(deps.db, tenantId, async (trx) => {
+    await applyMemoryIntent(trx, agent, context.personId, message, request);
+    const credentials = await resolveCredentials(trx, agent, deps.models, deps.cipher);
+    const window = await recentHistory(trx, {
+      roomId: message.roomId,
+      threadRootId: message.threadRootId,
+      tokenBudget: HISTORY_TOKEN_BUDGET,
+      maxMessages: HISTORY_MAX_MESSAGES,
+    });
+    // The message being answered was recorded already; it goes last, on its own.
+    const history = window.filter((earlier) => earlier.eventId !== message.eventId);
+    const facts = await retrieveFacts(trx, {
+      agentId: agent.id,
+      personIds: [context.personId],
+      roomId: message.roomId,
+      text: request,
+      limit: MEMORY_MAX_FACTS,
+      tokenBudget: MEMORY_TOKEN_BUDGET,
+    });
+    return { credentials, history, facts };
+  });
+
+  const stream = new AnswerStream({
+    chat,
+    sender: agentUserId,
+    roomId: message.roomId,
+    threadRootId: message.threadRootId,
+    replyTo: context.isDirect && message.threadRootId === null ? null : message.eventId,
+    idempotencyKey: `${message.eventId}/${agent.id}`,
+    existingEventId: ledger.replyEventId,
+    editThrottleMs: deps.editThrottleMs,
+    render: deps.render,
+    onPosted: (eventId) => withTenant(deps.db, tenantId, (trx) => turnLedger.setReplyEvent(trx, message.eventId, agent.id, eventId)),
+  });
+
+  if (!prepared.credentials.ok) {
+    await stream.fail(prepared.credentials.reason);
+    await withTenant(deps.db, tenantId, (trx) => turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "failed", error: "no model credentials" }));
+    log.warn("agent has no model credentials; told the room");
+    return;
+  }
+
+  const prompt = buildPrompt({
+    agent,
+    agentUserId,
+    isDirect: context.isDirect,
+    history: prepared.history,
+    facts: prepared.facts,
+    current: { sender: message.sender, platform: context.platform, body: request === "" ? message.body : request },
+    now: new Date(),
+  });
+  const provider = deps.createProvider(agent, prepared.credentials.credentials);
+  await chat.setTyping(agentUserId, message.roomId, true);
+  const typingRefresh = setInterval(() => void chat.setTyping(agentUserId, message.roomId, true), TYPING_REFRESH_MS);
+  try {
+    const usage = await streamAnswer(deps, context, identity, message, provider, prompt, stream);
+    const replyEventId = await stream.finish();
+    await withTenant(deps.db, tenantId, async (trx) => {
+      await recordMessage(trx, {
+        eventId: replyEventId,
+        roomId: message.roomId,
+        threadRootId: message.threadRootId,
+        sender: agentUserId,
+        personId: null,
+        agentId: agent.id,
+        platform: "matrix",
+        body: stream.text,
+        sentAt: new Date(),
+      });
+      await turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "answered", provider: agent.provider, model: agent.model, usage });
+    });
+  } catch (error) {
+    if (!isModelFailure(error)) throw error;
+    log.warn({ kind: error.kind, err: describeError(error) }, "model call failed");
+    await stream.fail(error.message);
+    await withTenant(deps.db, tenantId, (trx) =>
+      turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "failed", error: `${error.kind}: ${error.message}`, provider: agent.provider, model: agent.model }),
+    );
+  } finally {
+    clearInterval(typingRefresh);
+    await chat.setTyping(agentUserId, message.roomId, false);
+  }
+}
+
+/** Runs the model, feeding memory tool results back, until it answers without tools. */
+async function streamAnswer(
+  deps: TurnDependencies,
+  context: TurnContext,
+  identity: AgentIdentity,
+  message: IncomingMessage,
+  provider: ModelProvider,
+  prompt: { system: string; messages: ChatMessage[] },
+  stream: AnswerStream,
+): Promise<TokenUsage> {
+  const { agent } = identity;
+  const messages = [...prompt.messages];
+  let inputTokens = 0;
+  let outputTokens = 0;
+  for (let round = 0; round < MAX_TOOL_ROUNDS; round++) {
+    const calls: ToolCall[] = [];
+    let text = "";
+    for await (const event of provider.stream({
+      model: agent.model,
+      system: prompt.system,
+      messages,
+      tools: round < MAX_TOOL_ROUNDS - 1 ? MEMORY_TOOLS : [],
+      temperature: agent.temperature,
+      maxTokens: agent.maxTokens,
+    })) {
+      if (event.type === "text") {
+        text += event.delta;
+        await stream.append(event.delta);
+      } else if (event.type === "tool_call") {
+        calls.push(event.call);
+      } else {
+        inputTokens += event.usage.inputTokens;
+        outputTokens += event.usage.outputTokens;
+      }
+    }
+    if (calls.length === 0) break;
+    messages.push({ role: "assistant", content: text, toolCalls: calls });
+    for (const call of calls) {
+      messages.push({ role: "tool", toolCallId: call.id, content: await runMemoryTool(deps, context, agent, message, call) });
+    }
+  }
+  return { inputTokens, outputTokens };
+}
+
+async function runMemoryTool(deps: TurnDependencies, context: TurnContext, agent: Agent, message: IncomingMessage, call: ToolCall): Promise<string> {
+  const parsed = parseMemoryToolCall(call.name, call.arguments);
+  if (parsed === null) return `error: ${call.name} is not a known tool or its arguments are incomplete`;
+  const owner = agent.memoryScope === "private" ? agent.id : null;
+  return withTenant(deps.db, context.tenantId, async (trx) => {
+    if (parsed.name === "forget") {
+      const forgotten = await forgetFacts(trx, { agentId: agent.id, personId: context.personId, matching: parsed.matching });
+      return `forgot ${forgotten} fact(s)`;
+    }
+    await rememberFact(trx, {
+      agentId: owner,
+      subject: parsed.about === "room" ? { kind: "room", roomId: message.roomId } : { kind: "person", personId: context.personId },
+      key: parsed.key,
+      content: parsed.content,
+      source: "tool",
+      sourceEventId: message.eventId,
+      sourceRoomId: message.roomId,
+    });
+    return "remembered";
+  });
+}
+
+/** "remember that ..." / "forget ..." addressed to the agent are done before the model sees the message. */
+async function applyMemoryIntent(trx: Knex.Transaction, agent: Agent, personId: PersonId, message: IncomingMessage, request: string): Promise<void> {
+  const intent = parseMemoryIntent(request);
+  if (intent === null) return;
+  if (intent.kind === "remember") {
+    await rememberFact(trx, {
+      agentId: agent.memoryScope === "private" ? agent.id : null,
+      subject: { kind: "person", personId },
+      key: intent.key,
+      content: intent.content,
+      source: "explicit",
+      sourceEventId: message.eventId as EventId,
+      sourceRoomId: message.roomId,
+    });
+  } else if (intent.kind === "forget") {
+    await forgetFacts(trx, { agentId: agent.id, personId, matching: intent.matching });
+  } else {
+    await forgetFacts(trx, { agentId: agent.id, personId });
+  }
+}

@@ -1,0 +1,87 @@
+import { Conversations } from "./agents/conversation.ts";
+import { AgentService } from "./agents/service.ts";
+import type { Agent } from "./agents/types.ts";
+import type { Config } from "./config/schema.ts";
+import { connectDatabase, type Database } from "./db/connect.ts";
+import { migrateToLatest } from "./db/migrate.ts";
+import { markdownToHtml } from "./matrix/formatting.ts";
+import { buildRegistration, registrationToYaml } from "./matrix/registration.ts";
+import { Runtime, registrationParameters } from "./matrix/runtime.ts";
+import { createModelProvider } from "./models/provider.ts";
+import type { ModelCredentials, ModelProvider } from "./models/types.ts";
+import type { SecretCipher } from "./secrets/cipher.ts";
+import { loadCipher } from "./secrets/master-keys.ts";
+import { createLogger, type Logger } from "./shared/logger.ts";
+import { ProviderKeys } from "./tenants/provider-keys.ts";
+import { TenantRepository } from "./tenants/repository.ts";
+import { TenantService } from "./tenants/service.ts";
+import type { TenantHomeserver } from "./tenants/types.ts";
+import { join } from "node:path";
+
+/** Seams for tests and benchmarks; production passes none. */
+export interface AppOverrides {
+  readonly log?: Logger;
+  readonly database?: Database;
+  readonly createProvider?: (agent: Agent, credentials: ModelCredentials) => ModelProvider;
+}
+
+/** Everything a Switchboard process is made of, wired once. */
+export interface App {
+  readonly config: Readonly<Config>;
+  readonly log: Logger;
+  readonly database: Database;
+  readonly cipher: SecretCipher;
+  readonly tenants: TenantService;
+  readonly tenantRepository: TenantRepository;
+  readonly agents: AgentService;
+  readonly providerKeys: ProviderKeys;
+  readonly runtime: Runtime;
+  /** The appservice registration YAML for a tenant's homeserver. */
+  registrationYaml(homeserver: TenantHomeserver): string;
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: config in, a wired application out. Opens (and
+ * migrates) the database but starts no listener; callers start what they
+ * run (`runtime.start()`), so tests boot exactly this.
+ */
+export async function createApp(config: Readonly<Config>, overrides: AppOverrides = {}): Promise<App> {
+  const log = overrides.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
+  const database =
+    overrides.database ??
+    (await connectDatabase({
+      url: config.database.url,
+      pgliteDir: config.database.pgliteDir ?? join(config.dataDir, "pglite"),
+      poolMax: config.database.poolMax,
+    }));
+  await migrateToLatest(database.knex);
+  const cipher = await loadCipher(config, log);
+  const db = database.knex;
+  const tenantRepository = new TenantRepository(cipher);
+  const createProvider =
+    overrides.createProvider ??
+    ((agent: Agent, credentials: ModelCredentials) =>
+      createModelProvider(agent.provider, credentials, { timeoutMs: config.models.timeoutMs, maxRetries: config.models.maxRetries }));
+  const conversations = new Conversations(
+    { db, cipher, models: config.models, editThrottleMs: config.runtime.editThrottleMs, createProvider, render: markdownToHtml, log },
+    config.runtime.agentPrefix,
+  );
+  const runtime = new Runtime({ db, config, log, tenants: tenantRepository, conversations });
+  return {
+    config,
+    log,
+    database,
+    cipher,
+    tenants: new TenantService(db, tenantRepository),
+    tenantRepository,
+    agents: new AgentService(db, config.models),
+    providerKeys: new ProviderKeys(db, cipher),
+    runtime,
+    registrationYaml: (homeserver) => registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
+    close: async () => {
+      await runtime.stop();
+      if (overrides.database === undefined) await database.close();
+    },
+  };
+}

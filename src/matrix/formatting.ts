@@ -1,0 +1,68 @@
+import { Marked } from "marked";
+import type { OutgoingMessage } from "../agents/ports.ts";
+
+const HTML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char);
+}
+
+/**
+ * Markdown as models write it, rendered to the HTML subset Matrix clients
+ * show. Raw HTML in the model's output is escaped, never passed through: a
+ * model can be talked into emitting anything.
+ */
+const markdown = new Marked({
+  gfm: true,
+  breaks: true,
+  renderer: {
+    html: ({ text }) => escapeHtml(text),
+  },
+});
+
+export function markdownToHtml(text: string): string {
+  return (markdown.parse(text, { async: false })).trim();
+}
+
+type Content = Record<string, unknown>;
+
+function baseContent(message: OutgoingMessage): Content {
+  const content: Content = { msgtype: message.msgtype, body: message.body };
+  if (message.html !== undefined) {
+    content.format = "org.matrix.custom.html";
+    content.formatted_body = message.html;
+  }
+  // An explicit, possibly empty, m.mentions stops clients from pinging
+  // everyone whose name happens to appear in an answer.
+  content["m.mentions"] = message.mentions === undefined || message.mentions.length === 0 ? {} : { user_ids: [...message.mentions] };
+  return content;
+}
+
+/** Event content for a new message: thread relation or reply, per the Matrix spec. */
+export function messageContent(message: OutgoingMessage): Content {
+  const content = baseContent(message);
+  if (message.threadRootId) {
+    content["m.relates_to"] = {
+      rel_type: "m.thread",
+      event_id: message.threadRootId,
+      is_falling_back: true,
+      "m.in_reply_to": { event_id: message.replyTo ?? message.threadRootId },
+    };
+  } else if (message.replyTo) {
+    content["m.relates_to"] = { "m.in_reply_to": { event_id: message.replyTo } };
+  }
+  return content;
+}
+
+/** Event content replacing `original` (m.replace); the fallback body is prefixed with "* ". */
+export function editContent(original: string, message: OutgoingMessage): Content {
+  const replacement = baseContent(message);
+  const content: Content = { msgtype: message.msgtype, body: `* ${message.body}`, "m.new_content": replacement, "m.relates_to": { rel_type: "m.replace", event_id: original } };
+  if (message.html !== undefined) {
+    content.format = "org.matrix.custom.html";
+    content.formatted_body = `* ${message.html}`;
+  }
+  // Mentions in an edit notify nobody again.
+  content["m.mentions"] = {};
+  return content;
+}

@@ -1,0 +1,81 @@
+import type { FastifyInstance } from "fastify";
+import type { Knex } from "knex";
+import type { Conversations } from "../agents/conversation.ts";
+import { agentRepository } from "../agents/repository.ts";
+import type { Config } from "../config/schema.ts";
+import { withTenant } from "../db/tenant-transaction.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { TenantRepository } from "../tenants/repository.ts";
+import { EventPipeline } from "./event-pipeline.ts";
+import { buildAppserviceHttp } from "./http.ts";
+import { createRuntimeMetrics, type RuntimeMetrics } from "./metrics.ts";
+import type { RegistrationParameters } from "./registration.ts";
+import { routeSdkLogging } from "./sdk-logging.ts";
+import { TenantRegistry } from "./tenant-registry.ts";
+
+export interface RuntimeDependencies {
+  readonly db: Knex;
+  readonly config: Readonly<Config>;
+  readonly log: Logger;
+  readonly tenants: TenantRepository;
+  readonly conversations: Conversations;
+}
+
+/** The appservice runtime: one HTTP listener, every tenant's transactions, their agents' answers. */
+export class Runtime {
+  readonly registry: TenantRegistry;
+  readonly pipeline: EventPipeline;
+  readonly metrics: RuntimeMetrics;
+  readonly http: FastifyInstance;
+  readonly #config: Readonly<Config>;
+  readonly #log: Logger;
+
+  constructor(deps: RuntimeDependencies) {
+    const { config, db } = deps;
+    this.#config = config;
+    this.#log = deps.log.child({ module: "runtime" });
+    routeSdkLogging(deps.log);
+    this.metrics = createRuntimeMetrics();
+    this.registry = new TenantRegistry(db, deps.tenants, registrationParameters(config), this.#log);
+    this.pipeline = new EventPipeline({
+      db,
+      registry: this.registry,
+      conversations: deps.conversations,
+      metrics: this.metrics,
+      log: this.#log,
+      maxBodyChars: config.runtime.maxInputChars,
+    });
+    this.http = buildAppserviceHttp({
+      registry: this.registry,
+      pipeline: this.pipeline,
+      metrics: this.metrics,
+      log: deps.log,
+      bodyLimitBytes: config.runtime.maxTransactionBytes,
+      agentPrefix: config.runtime.agentPrefix,
+      agentExists: async (served, name) =>
+        (await withTenant(db, served.homeserver.tenantId, (trx) => agentRepository.findByName(trx, name))) !== undefined,
+    });
+  }
+
+  /** Loads tenants, starts listening, and resumes events left pending by a previous run. */
+  async start(): Promise<string> {
+    await this.registry.loadAll();
+    const url = await this.http.listen({ host: this.#config.runtime.host, port: this.#config.runtime.port });
+    const resumed = await this.pipeline.recover();
+    this.#log.info({ url, tenants: this.registry.size, resumed }, "appservice runtime listening");
+    return url;
+  }
+
+  async stop(): Promise<void> {
+    await this.http.close();
+    await this.pipeline.stop();
+  }
+}
+
+export function registrationParameters(config: Readonly<Config>): RegistrationParameters {
+  return {
+    runtimeUrl: config.runtime.publicUrl ?? `http://${config.runtime.host}:${config.runtime.port}`,
+    agentPrefix: config.runtime.agentPrefix,
+    botLocalpart: config.runtime.botLocalpart,
+  };
+}

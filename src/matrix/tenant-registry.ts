@@ -1,0 +1,109 @@
+import type { Knex } from "knex";
+import { Appservice } from "matrix-bot-sdk";
+import type { TenantContext } from "../agents/conversation.ts";
+import { tokenMatchesHash } from "../secrets/cipher.ts";
+import { isUuid, type MatrixUserId, type TenantId } from "../shared/ids.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { TenantRepository } from "../tenants/repository.ts";
+import type { TenantHomeserver } from "../tenants/types.ts";
+import { MatrixGateway } from "./gateway.ts";
+import { buildRegistration, type RegistrationParameters } from "./registration.ts";
+import { TenantAppserviceStorage } from "./storage.ts";
+
+/** A tenant as the runtime serves it: its homeserver, appservice and chat gateway. */
+export interface ServedTenant {
+  readonly homeserver: TenantHomeserver;
+  readonly appservice: Appservice;
+  readonly gateway: MatrixGateway;
+  readonly botUserId: MatrixUserId;
+}
+
+export type Authentication =
+  | { readonly ok: true; readonly served: ServedTenant }
+  | { readonly ok: false; readonly status: 401 | 403 | 404; readonly errcode: string; readonly error: string };
+
+/**
+ * The tenants this runtime serves, each with a matrix-bot-sdk Appservice
+ * built from that tenant's own registration (never started: our HTTP layer
+ * receives the transactions, the Appservice supplies intents and clients).
+ * Tenants created after start are loaded on their first transaction.
+ */
+export class TenantRegistry {
+  readonly #db: Knex;
+  readonly #tenants: TenantRepository;
+  readonly #registration: RegistrationParameters;
+  readonly #log: Logger;
+  readonly #served = new Map<TenantId, ServedTenant>();
+
+  constructor(db: Knex, tenants: TenantRepository, registration: RegistrationParameters, log: Logger) {
+    this.#db = db;
+    this.#tenants = tenants;
+    this.#registration = registration;
+    this.#log = log;
+  }
+
+  async loadAll(): Promise<void> {
+    for (const homeserver of await this.#tenants.listHomeservers(this.#db)) this.#serve(homeserver);
+  }
+
+  get size(): number {
+    return this.#served.size;
+  }
+
+  all(): ServedTenant[] {
+    return [...this.#served.values()];
+  }
+
+  /** Finds the tenant named in the URL and checks the homeserver's token against it. */
+  async authenticate(tenantId: string, token: string | undefined): Promise<Authentication> {
+    if (token === undefined || token === "") {
+      return { ok: false, status: 401, errcode: "M_UNAUTHORIZED", error: "Missing homeserver token" };
+    }
+    const served = isUuid(tenantId) ? await this.get(tenantId as TenantId) : undefined;
+    if (served === undefined) return { ok: false, status: 404, errcode: "M_NOT_FOUND", error: "Unknown tenant" };
+    if (!tokenMatchesHash(token, served.homeserver.hsTokenSha256)) {
+      return { ok: false, status: 403, errcode: "M_FORBIDDEN", error: "Bad homeserver token" };
+    }
+    return { ok: true, served };
+  }
+
+  async get(tenantId: TenantId): Promise<ServedTenant | undefined> {
+    const served = this.#served.get(tenantId);
+    if (served !== undefined) return served;
+    const homeserver = await this.#tenants.findHomeserver(this.#db, tenantId);
+    return homeserver === undefined ? undefined : this.#serve(homeserver);
+  }
+
+  /** The tenant record as of now (status may change while the runtime runs). */
+  async context(served: ServedTenant): Promise<TenantContext | undefined> {
+    const tenant = await this.#tenants.findById(this.#db, served.homeserver.tenantId);
+    if (tenant === undefined) return undefined;
+    return { tenant, serverName: served.homeserver.serverName, botUserId: served.botUserId, chat: served.gateway };
+  }
+
+  /** Forgets a tenant (deleted, or its homeserver changed) so the next use reloads it. */
+  forget(tenantId: TenantId): void {
+    this.#served.delete(tenantId);
+  }
+
+  #serve(homeserver: TenantHomeserver): ServedTenant {
+    const registration = buildRegistration(homeserver, this.#registration);
+    const appservice = new Appservice({
+      // The Appservice's own listener is never started.
+      port: 0,
+      bindAddress: "127.0.0.1",
+      homeserverName: homeserver.serverName,
+      homeserverUrl: homeserver.clientUrl,
+      registration,
+      storage: new TenantAppserviceStorage(this.#db, homeserver.tenantId),
+    });
+    const served: ServedTenant = {
+      homeserver,
+      appservice,
+      gateway: new MatrixGateway(appservice, this.#log.child({ tenantId: homeserver.tenantId })),
+      botUserId: appservice.botUserId as MatrixUserId,
+    };
+    this.#served.set(homeserver.tenantId, served);
+    return served;
+  }
+}

@@ -1,0 +1,103 @@
+import type { Knex } from "knex";
+import type { SecretCipher } from "../secrets/cipher.ts";
+import type { TenantId } from "../shared/ids.ts";
+import type { Tenant, TenantHomeserver, TenantStatus } from "./types.ts";
+
+interface TenantRow {
+  id: string;
+  slug: string;
+  name: string;
+  status: TenantStatus;
+  created_at: Date;
+}
+
+interface HomeserverRow {
+  tenant_id: string;
+  server_name: string;
+  client_url: string;
+  registration_id: string;
+  as_token_encrypted: string;
+  hs_token_encrypted: string;
+  hs_token_sha256: string;
+}
+
+function toTenant(row: TenantRow): Tenant {
+  return { id: row.id as TenantId, slug: row.slug, name: row.name, status: row.status, createdAt: new Date(row.created_at) };
+}
+
+/**
+ * Tenants and their homeservers. The service-wide lookups (all tenants, by
+ * slug) run on the service connection; they are bookkeeping, not tenant data.
+ */
+export class TenantRepository {
+  readonly #cipher: SecretCipher;
+
+  constructor(cipher: SecretCipher) {
+    this.#cipher = cipher;
+  }
+
+  async insertTenant(db: Knex, tenant: { slug: string; name: string }): Promise<Tenant> {
+    const [row] = (await db("tenants").insert(tenant).returning("*")) as TenantRow[];
+    return toTenant(row as TenantRow);
+  }
+
+  async findBySlug(db: Knex, slug: string): Promise<Tenant | undefined> {
+    const row = (await db("tenants").where({ slug }).first()) as TenantRow | undefined;
+    return row === undefined ? undefined : toTenant(row);
+  }
+
+  async findById(db: Knex, id: TenantId): Promise<Tenant | undefined> {
+    const row = (await db("tenants").where({ id }).first()) as TenantRow | undefined;
+    return row === undefined ? undefined : toTenant(row);
+  }
+
+  async listTenants(db: Knex): Promise<Tenant[]> {
+    const rows = (await db("tenants").orderBy("created_at")) as TenantRow[];
+    return rows.map(toTenant);
+  }
+
+  async setStatus(db: Knex, id: TenantId, status: TenantStatus): Promise<void> {
+    await db("tenants").where({ id }).update({ status });
+  }
+
+  async insertHomeserver(
+    db: Knex,
+    homeserver: Omit<TenantHomeserver, "hsTokenSha256"> & { hsTokenSha256: string },
+  ): Promise<void> {
+    await db("homeservers").insert({
+      tenant_id: homeserver.tenantId,
+      server_name: homeserver.serverName,
+      client_url: homeserver.clientUrl,
+      registration_id: homeserver.registrationId,
+      as_token_encrypted: this.#cipher.encrypt(homeserver.asToken),
+      hs_token_encrypted: this.#cipher.encrypt(homeserver.hsToken),
+      hs_token_sha256: homeserver.hsTokenSha256,
+    });
+  }
+
+  async updateHomeserverUrl(db: Knex, tenantId: TenantId, clientUrl: string): Promise<void> {
+    await db("homeservers").where({ tenant_id: tenantId }).update({ client_url: clientUrl });
+  }
+
+  async findHomeserver(db: Knex, tenantId: TenantId): Promise<TenantHomeserver | undefined> {
+    const row = (await db("homeservers").where({ tenant_id: tenantId }).first()) as HomeserverRow | undefined;
+    return row === undefined ? undefined : this.#toHomeserver(row);
+  }
+
+  async listHomeservers(db: Knex): Promise<TenantHomeserver[]> {
+    const rows = (await db("homeservers")) as HomeserverRow[];
+    return rows.map((row) => this.#toHomeserver(row));
+  }
+
+  #toHomeserver(row: HomeserverRow): TenantHomeserver {
+    return {
+      tenantId: row.tenant_id as TenantId,
+      serverName: row.server_name,
+      clientUrl: row.client_url,
+      registrationId: row.registration_id,
+      asToken: this.#cipher.decrypt(row.as_token_encrypted),
+      hsToken: this.#cipher.decrypt(row.hs_token_encrypted),
+      hsTokenSha256: row.hs_token_sha256,
+    };
+  }
+}

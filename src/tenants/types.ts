@@ -1,0 +1,24 @@
+import type { TenantId } from "../shared/ids.ts";
+
+export type TenantStatus = "active" | "suspended";
+
+export interface Tenant {
+  readonly id: TenantId;
+  /** URL-safe short name; unique. */
+  readonly slug: string;
+  readonly name: string;
+  readonly status: TenantStatus;
+  readonly createdAt: Date;
+}
+
+/** The tenant's homeserver as the runtime needs it, with secrets decrypted. */
+export interface TenantHomeserver {
+  readonly tenantId: TenantId;
+  readonly serverName: string;
+  /** Client-server API base URL reachable from the runtime. */
+  readonly clientUrl: string;
+  readonly registrationId: string;
+  readonly asToken: string;
+  readonly hsToken: string;
+  readonly hsTokenSha256: string;
+}
