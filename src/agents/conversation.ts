@@ -63,10 +63,8 @@ export class Conversations {
     await chat.ensureProfile(invite.invitee, agent.displayName, agent.avatarUrl);
     await chat.join(invite.invitee, invite.roomId);
     await withTenant(this.#db, tenant.id, async (trx) => {
-      await trx("rooms")
-        .insert({ tenant_id: tenant.id, room_id: invite.roomId, is_direct: invite.isDirect })
-        .onConflict(["tenant_id", "room_id"])
-        .merge(invite.isDirect ? { is_direct: true } : {});
+      const upsert = trx("rooms").insert({ tenant_id: tenant.id, room_id: invite.roomId, is_direct: invite.isDirect }).onConflict(["tenant_id", "room_id"]);
+      await (invite.isDirect ? upsert.merge({ is_direct: true }) : upsert.ignore());
       await agentRepository.setMembership(trx, tenant.id, agent.id, invite.roomId, "join");
     });
   }

@@ -13,6 +13,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, { path: readonly string[]; t
   DATABASE_URL: { path: ["database", "url"], type: "string" },
   SWITCHBOARD_DATA_DIR: { path: ["dataDir"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
+  SWITCHBOARD_RUNTIME_HOST: { path: ["runtime", "host"], type: "string" },
   SWITCHBOARD_RUNTIME_PORT: { path: ["runtime", "port"], type: "number" },
   SWITCHBOARD_RUNTIME_URL: { path: ["runtime", "publicUrl"], type: "string" },
   SWITCHBOARD_SYNAPSE_DIR: { path: ["synapse", "chrootDir"], type: "string" },

@@ -47,7 +47,6 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
   const app = Fastify({
     loggerInstance: options.log.child({ module: "appservice-http" }) as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
-    disableRequestLogging: true,
   });
 
   app.addHook("onRequest", async (request, reply) => {

@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { editFrom, finalText, messageFrom } from "../support/matrix-user.ts";
+import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
+
+describe("agents on a real homeserver", () => {
+  let stack: TestStack;
+  let acme: StackTenant;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    acme = await stack.addTenant("acme");
+    await acme.createAgent({ name: "ada", instructions: "Be brief." });
+    await acme.createAgent({ name: "bob" });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("joins when invited and answers a DM with what the model streamed", async () => {
+    const alice = await acme.user("alice");
+    const ada = acme.agentUserId("ada");
+    const roomId = await alice.createRoom({ invite: [ada], isDirect: true });
+    await alice.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+
+    stack.model.enqueue({ kind: "reply", text: "Hello Alice, nice to meet you.", chunks: 4 });
+    const question = await alice.sendText(roomId, "hi there");
+    const reply = await alice.waitForEvent(roomId, messageFrom(ada));
+    expect(reply.content.body).toContain("Hello Alice");
+    const request = stack.model.requests.at(-1)!;
+    expect(request.system).toContain("Be brief.");
+    expect(request.lastUserText).toBe("hi there");
+    expect(reply.content["m.relates_to"]).toBeUndefined();
+    expect(question).toMatch(/^\$/);
+  });
+
+  it("streams a slow answer as one message plus throttled edits, in the thread it was asked in", async () => {
+    const carol = await acme.user("carol");
+    const ada = acme.agentUserId("ada");
+    const roomId = await carol.createRoom({ invite: [ada] });
+    await carol.invite(roomId, acme.agentUserId("bob"));
+    await carol.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+
+    const root = await carol.sendText(roomId, "a thread about streaming");
+    const text = "one two three four five six seven eight nine ten eleven twelve";
+    stack.model.enqueue({ kind: "reply", text, chunks: 12, chunkDelayMs: 120 });
+    await carol.sendText(roomId, "Ada, count to twelve", { "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true, "m.in_reply_to": { event_id: root } } });
+
+    const reply = await carol.waitForEvent(roomId, messageFrom(ada));
+    expect(reply.content["m.relates_to"]).toMatchObject({ rel_type: "m.thread", event_id: root });
+    await carol.waitForEvent(roomId, (event) => editFrom(ada)(event) && (event.content["m.new_content"] as { body: string }).body === text);
+    const edits = carol.timeline.get(roomId)!.filter(editFrom(ada));
+    expect(edits.length).toBeGreaterThanOrEqual(2);
+    // Throttled: far fewer edits than chunks.
+    expect(edits.length).toBeLessThan(12);
+    expect(finalText(carol.timeline.get(roomId)!, reply)).toBe(text);
+    // Only Ada was addressed; Bob stayed quiet.
+    expect(carol.timeline.get(roomId)!.filter(messageFrom(acme.agentUserId("bob")))).toHaveLength(0);
+  });
+});

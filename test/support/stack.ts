@@ -1,0 +1,106 @@
+import type { Agent } from "../../src/agents/types.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import type { DatabaseKind } from "../../src/db/connect.ts";
+import { createApp, type App } from "../../src/main.ts";
+import { createLogger } from "../../src/shared/logger.ts";
+import type { Tenant } from "../../src/tenants/types.ts";
+import { createTestDatabase, type TestDatabase } from "./database.ts";
+import { startFakeOpenAI, type FakeModelServer } from "./fake-models.ts";
+import { MatrixTestUser } from "./matrix-user.ts";
+import { freePort, startTestHomeserver, type TestHomeserver } from "./synapse.ts";
+
+export const TEST_MODEL_KEY = "sk-test-managed-key";
+
+/** One tenant with its own real homeserver. */
+export interface StackTenant {
+  readonly tenant: Tenant;
+  readonly homeserver: TestHomeserver;
+  readonly serverName: string;
+  /** A human with an account on the tenant's homeserver. */
+  user(localpart: string): Promise<MatrixTestUser>;
+  createAgent(input: Record<string, unknown> & { name: string }): Promise<Agent>;
+  agentUserId(name: string): string;
+}
+
+export interface TestStack {
+  readonly app: App;
+  readonly database: TestDatabase;
+  readonly model: FakeModelServer;
+  readonly runtimeUrl: string;
+  addTenant(slug: string, options?: { serverName?: string }): Promise<StackTenant>;
+  /** Stops the runtime (as a crash would, without draining) and starts a fresh one on the same database. */
+  restartRuntime(options?: { graceful?: boolean }): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  readonly database?: DatabaseKind;
+  readonly editThrottleMs?: number;
+}
+
+/**
+ * The whole service for an end-to-end test: a real database, the app from
+ * the composition root, the runtime listening, a fake OpenAI-compatible model
+ * server, and real Synapse homeservers added per tenant.
+ */
+export async function startStack(options: StackOptions = {}): Promise<TestStack> {
+  const database = await createTestDatabase(options.database ?? "postgres");
+  const model = await startFakeOpenAI({ apiKeys: [TEST_MODEL_KEY] });
+  const runtimePort = await freePort();
+  const config = parseConfig(
+    JSON.stringify({
+      dataDir: `/tmp/switchboard-test-${runtimePort}`,
+      log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
+      runtime: { port: runtimePort, editThrottleMs: options.editThrottleMs ?? 300 },
+      secrets: { masterKeys: { test: Buffer.alloc(32, 7).toString("base64") }, activeKeyId: "test" },
+      models: { openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" }, maxRetries: 0, timeoutMs: 10_000 },
+    }),
+    {},
+    "test config",
+  );
+  const log = createLogger({ level: config.log.level, pretty: false });
+  let app = await createApp(config, { database, log });
+  const runtimeUrl = await app.runtime.start();
+  const homeservers: TestHomeserver[] = [];
+
+  const stack: TestStack = {
+    get app() {
+      return app;
+    },
+    database,
+    model,
+    runtimeUrl,
+    async addTenant(slug, tenantOptions = {}) {
+      const serverName = tenantOptions.serverName ?? `${slug}-${runtimePort}.test`;
+      const created = await app.tenants.create({ slug, name: slug, serverName, homeserverUrl: "http://127.0.0.1:9" });
+      const homeserver = await startTestHomeserver({ serverName, appserviceRegistrations: { "switchboard.yaml": app.registrationYaml(created.homeserver) } });
+      homeservers.push(homeserver);
+      await app.tenantRepository.updateHomeserverUrl(database.knex, created.tenant.id, homeserver.clientUrl);
+      app.runtime.registry.forget(created.tenant.id);
+      return {
+        tenant: created.tenant,
+        homeserver,
+        serverName,
+        async user(localpart) {
+          const session = await homeserver.registerUser(localpart);
+          return new MatrixTestUser(homeserver.clientUrl, session.userId, session.accessToken);
+        },
+        createAgent: (input) => app.agents.create(created.tenant.id, input),
+        agentUserId: (name) => `@${config.runtime.agentPrefix}${name}:${serverName}`,
+      };
+    },
+    async restartRuntime(restartOptions = {}) {
+      if (restartOptions.graceful === true) await app.runtime.stop();
+      else await app.runtime.http.close();
+      app = await createApp(config, { database, log });
+      await app.runtime.start();
+    },
+    async stop() {
+      await app.runtime.stop().catch(() => undefined);
+      await Promise.all(homeservers.map((homeserver) => homeserver.stop()));
+      await model.close();
+      await database.drop();
+    },
+  };
+  return stack;
+}
