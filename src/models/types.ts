@@ -19,7 +19,11 @@ export interface ToolCall {
 /** One turn of a conversation, provider-neutral; adapters translate it. */
 export type ChatMessage =
   | { readonly role: "user"; readonly content: string }
-  | { readonly role: "assistant"; readonly content: string; readonly toolCalls?: readonly ToolCall[] }
+  | {
+      readonly role: "assistant";
+      readonly content: string;
+      readonly toolCalls?: readonly ToolCall[];
+    }
   | { readonly role: "tool"; readonly toolCallId: string; readonly content: string };
 
 export interface ModelRequest {
@@ -37,6 +41,11 @@ export interface ModelRequest {
 export interface TokenUsage {
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /**
+   * True when the server reported no usage (some OpenAI-compatible servers
+   * do not) and the counts are a rough estimate from character counts.
+   */
+  readonly estimated?: boolean;
 }
 
 export type StopReason = "end" | "tool_use" | "max_tokens";
@@ -56,7 +65,9 @@ export interface ModelProvider {
   /**
    * Streams one completion. Retries transient failures (connection errors,
    * 429, 5xx) before the first event only, so a retry never repeats text.
-   * Throws ModelFailure for every failure, before or during the stream.
+   * Throws ModelFailure (src/models/failure.ts) for every failure, before or
+   * during the stream; an abort through `request.signal` is a ModelFailure of
+   * kind "aborted". Breaking out of the iteration cancels the HTTP request.
    */
   stream(request: ModelRequest): AsyncIterable<ModelStreamEvent>;
 }
@@ -68,6 +79,14 @@ export interface ModelCredentials {
 }
 
 export interface ModelClientOptions {
+  /** Bounds one whole call: connecting, the SDK's retries and the entire stream. */
   readonly timeoutMs: number;
+  /** Retries the SDK makes before a response starts (connection errors, 408, 409, 429, 5xx). */
   readonly maxRetries: number;
+  /**
+   * Longest silence allowed once the model has started producing output;
+   * a stream that stalls longer fails with "timeout" well before `timeoutMs`.
+   * Defaults to min(timeoutMs, 30 s).
+   */
+  readonly idleTimeoutMs?: number;
 }
