@@ -5,6 +5,7 @@ import type { Config } from "./config/schema.ts";
 import { connectDatabase, type Database } from "./db/connect.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { markdownToHtml } from "./matrix/formatting.ts";
+import { MemoryService } from "./memory/service.ts";
 import { buildRegistration, registrationToYaml } from "./matrix/registration.ts";
 import { Runtime, registrationParameters } from "./matrix/runtime.ts";
 import { createModelProvider } from "./models/provider.ts";
@@ -35,6 +36,7 @@ export interface App {
   readonly tenantRepository: TenantRepository;
   readonly agents: AgentService;
   readonly providerKeys: ProviderKeys;
+  readonly memory: MemoryService;
   readonly runtime: Runtime;
   /** The appservice registration YAML for a tenant's homeserver. */
   registrationYaml(homeserver: TenantHomeserver): string;
@@ -77,6 +79,7 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     tenantRepository,
     agents: new AgentService(db, config.models),
     providerKeys: new ProviderKeys(db, cipher),
+    memory: new MemoryService(db),
     runtime,
     registrationYaml: (homeserver) => registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {

@@ -3,12 +3,23 @@ import type { ChatMessage } from "../models/types.ts";
 import type { MatrixUserId } from "../shared/ids.ts";
 import type { Agent } from "./types.ts";
 
+/**
+ * Facts are often in the words of the person who said them ("my favourite
+ * colour is green"); the label tells the model whose words they are.
+ */
+const SUBJECT_LABEL = {
+  person: "[about the person you are talking to]",
+  room: "[about this room]",
+  tenant: "[about the team]",
+} as const;
+
 export interface PromptInput {
   readonly agent: Agent;
   readonly agentUserId: MatrixUserId;
   readonly isDirect: boolean;
   /** Earlier messages of the room or thread, oldest first, without the current one. */
   readonly history: readonly HistoryMessage[];
+  /** Retrieved facts, only about this person, this room or the team. */
   readonly facts: readonly Fact[];
   readonly current: { readonly sender: MatrixUserId; readonly platform: Platform; readonly body: string };
   readonly now: Date;
@@ -37,7 +48,7 @@ export function buildPrompt(input: PromptInput): Prompt {
   if (agent.instructions.trim() !== "") lines.push("", "Your instructions:", agent.instructions.trim());
   if (input.facts.length > 0) {
     lines.push("", "What you remember (most relevant first):");
-    for (const fact of input.facts) lines.push(`- ${fact.content}`);
+    for (const fact of input.facts) lines.push(`- ${SUBJECT_LABEL[fact.subject.kind]} ${fact.content}`);
   }
 
   const turns: { role: "user" | "assistant"; content: string }[] = [];

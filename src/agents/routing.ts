@@ -48,5 +48,6 @@ export function chooseResponders(input: RoutingInput): AgentIdentity[] {
 /** The message text without a leading address to the agent ("Ada, ...", "@ai_ada:server: ..."). */
 export function stripAddress(text: string, identity: AgentIdentity): string {
   const names = [identity.userId, identity.agent.displayName, identity.agent.name].map(escapeRegex).join("|");
-  return text.replace(new RegExp(`^\\s*@?(?:${names})\\s*[:,]?\\s*`, "iu"), "").trim();
+  // The name must end a word: "adamant" does not start with an address to "ada".
+  return text.replace(new RegExp(`^\\s*@?(?:${names})(?![\\p{L}\\p{N}_])\\s*[:,]?\\s*`, "iu"), "").trim();
 }

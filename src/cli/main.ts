@@ -162,6 +162,41 @@ agent
     }),
   );
 
+const person = program.command("person").description("people as the agents know them");
+person
+  .command("link")
+  .description("make two Matrix IDs one person, so memory follows both")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .argument("<userIdA>")
+  .argument("<userIdB>")
+  .action((userIdA: string, userIdB: string, options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      writeOut(`linked: person ${await app.memory.link(found.id, userIdA, userIdB)}`);
+    }),
+  );
+person
+  .command("unlink")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .argument("<userId>")
+  .action((userId: string, options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      writeOut(`unlinked: ${userId} is now person ${await app.memory.unlink(found.id, userId)}`);
+    }),
+  );
+person
+  .command("export")
+  .description("print everything remembered about the person behind a Matrix ID, as JSON")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .argument("<userId>")
+  .action((userId: string, options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      writeOut(JSON.stringify(await app.memory.exportFor(found.id, userId), null, 2));
+    }),
+  );
+
 program
   .command("key")
   .description("store a tenant's own model key (read from standard input, stored encrypted)")
