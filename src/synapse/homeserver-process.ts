@@ -130,7 +130,7 @@ export class SynapseProcess {
   readonly #stopGraceMs: number;
   #registrations: Readonly<Record<string, string>>;
   #running: Running | undefined;
-  #starting = false;
+  #starting: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(spec: HomeserverSpec, options: SynapseProcessOptions) {
@@ -170,16 +170,16 @@ export class SynapseProcess {
    * if already running or the port is taken, unavailable if the chroot is
    * missing or Synapse fails to start.
    */
-  async start(): Promise<void> {
-    if (this.#running !== undefined || this.#starting) {
-      throw new AppError("conflict", `homeserver ${this.spec.serverName} is already running`);
+  start(): Promise<void> {
+    if (this.#running !== undefined || this.#starting !== undefined) {
+      return Promise.reject(
+        new AppError("conflict", `homeserver ${this.spec.serverName} is already running`),
+      );
     }
-    this.#starting = true;
-    try {
-      await this.#start();
-    } finally {
-      this.#starting = false;
-    }
+    this.#starting = this.#start().finally(() => {
+      this.#starting = undefined;
+    });
+    return this.#starting;
   }
 
   async #start(): Promise<void> {
@@ -267,7 +267,7 @@ export class SynapseProcess {
     void exited.then((status) => {
       if (this.#running?.child !== child) return;
       this.#running = undefined;
-      if (this.#stopping === undefined && !this.#starting) {
+      if (this.#stopping === undefined && this.#starting === undefined) {
         this.#logger.error(
           { exit: describeExit(status), log: this.logPath },
           "homeserver exited unexpectedly",
@@ -301,16 +301,25 @@ export class SynapseProcess {
   /**
    * SIGTERM, then SIGKILL after the grace period; resolves once the process
    * is gone. Idempotent: resolves at once when not running, and concurrent
-   * calls share one shutdown.
+   * calls share one shutdown. During a start it waits until Synapse has been
+   * spawned (or the start failed), then stops it: the pending start() then
+   * rejects.
    */
   stop(): Promise<void> {
     if (this.#stopping !== undefined) return this.#stopping;
-    const running = this.#running;
-    if (running === undefined) return Promise.resolve();
-    this.#stopping = this.#stop(running).finally(() => {
+    if (this.#running === undefined && this.#starting === undefined) return Promise.resolve();
+    this.#stopping = this.#stopWhenSpawned().finally(() => {
       this.#stopping = undefined;
     });
     return this.#stopping;
+  }
+
+  async #stopWhenSpawned(): Promise<void> {
+    while (this.#running === undefined && this.#starting !== undefined) {
+      await Promise.race([this.#starting.catch(() => undefined), delay(HEALTH_POLL_INTERVAL_MS)]);
+    }
+    const running = this.#running;
+    if (running !== undefined) await this.#stop(running);
   }
 
   async #stop(running: Running): Promise<void> {

@@ -200,6 +200,34 @@ describe("a homeserver that cannot start", () => {
   });
 });
 
+describe("stopping during a start", () => {
+  it("stops the homeserver and makes the pending start() reject", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "switchboard-hs-"));
+    const synapse = new SynapseProcess(
+      {
+        serverName: "interrupted.test",
+        bindHost: "127.0.0.1",
+        port: await freePort(),
+        dataDir,
+        database: { kind: "sqlite" },
+        registrationSharedSecret: "interrupted-shared-secret",
+        appserviceRegistrations: {},
+      },
+      { chrootDir: SYNAPSE_CHROOT_DIR, logger: createLogger({ level: "silent", pretty: false }) },
+    );
+    try {
+      const starting = synapse.start();
+      await synapse.stop();
+      await expectAppError(starting, "unavailable");
+      expect(synapse.isRunning).toBe(false);
+      expect(await isHealthy(synapse.clientUrl)).toBe(false);
+    } finally {
+      await synapse.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a homeserver on PostgreSQL", () => {
   let hs: TestHomeserver;
   beforeAll(async () => {
