@@ -118,8 +118,8 @@ export interface SynapseProcessOptions {
 /**
  * One tenant homeserver: a Synapse process whose config, keys, database (or
  * PostgreSQL connection), media and log live in spec.dataDir. Needs root
- * (mount namespaces, chroot). Not safe for concurrent start/stop calls on the
- * same instance beyond what the methods state.
+ * (mount namespaces, chroot). start() rejects while another start is under
+ * way or Synapse runs; stop() is safe at any time. One instance per dataDir.
  */
 export class SynapseProcess {
   readonly spec: HomeserverSpec;
