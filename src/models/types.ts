@@ -32,6 +32,7 @@ export interface ModelRequest {
   readonly system: string;
   readonly messages: readonly ChatMessage[];
   readonly tools?: readonly ToolDefinition[];
+  /** Sent to OpenAI-compatible servers only: Anthropic's API (2026-10-21) refuses sampling parameters. */
   readonly temperature: number;
   readonly maxTokens: number;
   /** Aborts the request and the stream. */

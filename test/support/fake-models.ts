@@ -168,7 +168,8 @@ export class FakeModelServer {
   private readonly queue: FakeBehaviour[] = [];
   private responder: FakeResponder;
   private apiKeys: readonly string[] | undefined;
-  private waiters: { count: number; resolve: () => void }[] = [];
+  private readonly openResponses = new Set<ServerResponse>();
+  private waiters: { ready: () => boolean; resolve: () => void }[] = [];
 
   constructor(server: Server, dialect: FakeDialect, options: FakeModelServerOptions) {
     this.server = server;
@@ -180,6 +181,11 @@ export class FakeModelServer {
     const { port } = server.address() as AddressInfo;
     this.url = `http://127.0.0.1:${port}${dialect.basePath}`;
     server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      this.openResponses.add(res);
+      res.on("close", () => {
+        this.openResponses.delete(res);
+        this.notify();
+      });
       this.handle(req, res).catch(() => res.destroy());
     });
   }
@@ -210,16 +216,35 @@ export class FakeModelServer {
 
   /** Resolves with the n-th request (1-based) once it has arrived. */
   async waitForRequest(n: number, timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<RecordedRequest> {
-    if (this.requests.length < n) {
-      const arrived = new Promise<void>((resolve) => this.waiters.push({ count: n, resolve }));
-      const timedOut = delay(timeoutMs, "timeout" as const, { ref: false });
-      if ((await Promise.race([arrived, timedOut])) === "timeout") {
-        throw new Error(
-          `fake ${this.vendor}: request ${n} did not arrive within ${timeoutMs} ms (got ${this.requests.length})`,
-        );
-      }
-    }
+    await this.waitUntil(() => this.requests.length >= n, timeoutMs, `request ${n} to arrive`);
     return this.requests[n - 1]!;
+  }
+
+  /** Responses not yet finished: streaming, stalled, hanging, or not noticed as cancelled. */
+  get openResponseCount(): number {
+    return this.openResponses.size;
+  }
+
+  /** Resolves once every response has ended or its client has hung up: proof a cancel reached the wire. */
+  async waitForNoOpenResponses(timeoutMs = DEFAULT_WAIT_TIMEOUT_MS): Promise<void> {
+    await this.waitUntil(() => this.openResponses.size === 0, timeoutMs, "all responses to close");
+  }
+
+  private async waitUntil(ready: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    if (ready()) return;
+    const done = new Promise<void>((resolve) => this.waiters.push({ ready, resolve }));
+    const timedOut = delay(timeoutMs, "timeout" as const, { ref: false });
+    if ((await Promise.race([done, timedOut])) === "timeout") {
+      throw new Error(
+        `fake ${this.vendor}: gave up after ${timeoutMs} ms waiting for ${what} (requests: ${this.requests.length}, open responses: ${this.openResponses.size})`,
+      );
+    }
+  }
+
+  private notify(): void {
+    const ready = this.waiters.filter((waiter) => waiter.ready());
+    this.waiters = this.waiters.filter((waiter) => !ready.includes(waiter));
+    for (const waiter of ready) waiter.resolve();
   }
 
   /** Stops listening and cuts every open connection, hanging ones included. */
@@ -231,13 +256,6 @@ export class FakeModelServer {
     );
     this.server.closeAllConnections();
     await closed;
-  }
-
-  private record(request: RecordedRequest): void {
-    this.requests.push(request);
-    const ready = this.waiters.filter((w) => w.count <= this.requests.length);
-    this.waiters = this.waiters.filter((w) => w.count > this.requests.length);
-    for (const waiter of ready) waiter.resolve();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -264,7 +282,8 @@ export class FakeModelServer {
       body,
       ...this.dialect.describe(body),
     };
-    this.record(request);
+    this.requests.push(request);
+    this.notify();
 
     if (req.method !== "POST" || path !== this.dialect.path) {
       this.sendError(res, 404, `Unknown route ${path}`);
