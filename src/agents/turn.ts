@@ -178,7 +178,8 @@ async function streamAnswer(
       model: agent.model,
       system: prompt.system,
       messages,
-      tools: round < MAX_TOOL_ROUNDS - 1 ? MEMORY_TOOLS : [],
+      // Always offered: Anthropic refuses a conversation holding tool calls without tool definitions.
+      tools: MEMORY_TOOLS,
       temperature: agent.temperature,
       maxTokens: agent.maxTokens,
     })) {
@@ -192,7 +193,8 @@ async function streamAnswer(
         outputTokens += event.usage.outputTokens;
       }
     }
-    if (calls.length === 0) break;
+    // Tool calls in the last round are not run: the model has had its chances.
+    if (calls.length === 0 || round === MAX_TOOL_ROUNDS - 1) break;
     messages.push({ role: "assistant", content: text, toolCalls: calls });
     for (const call of calls) {
       messages.push({ role: "tool", toolCallId: call.id, content: await runMemoryTool(deps, context, agent, message, call) });

@@ -1,5 +1,6 @@
 import type { Agent } from "../../src/agents/types.ts";
 import { parseConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/schema.ts";
 import type { DatabaseKind } from "../../src/db/connect.ts";
 import { createApp, type App } from "../../src/main.ts";
 import { createLogger } from "../../src/shared/logger.ts";
@@ -24,6 +25,8 @@ export interface StackTenant {
 
 export interface TestStack {
   readonly app: App;
+  /** The configuration the app was built from (a child runtime can be given the same). */
+  readonly config: Readonly<Config>;
   readonly database: TestDatabase;
   readonly model: FakeModelServer;
   readonly runtimeUrl: string;
@@ -67,6 +70,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     get app() {
       return app;
     },
+    config,
     database,
     model,
     runtimeUrl,
