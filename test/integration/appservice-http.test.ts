@@ -71,7 +71,8 @@ describe.each(BACKENDS)("appservice HTTP endpoint on %s", (kind) => {
     expect(huge.statusCode).toBe(413);
     const wrongType = await app.runtime.http.inject({ method: "PUT", url: `${base}/_matrix/app/v1/transactions/t6`, headers: { authorization: `Bearer ${homeserver.hsToken}`, "content-type": "text/plain" }, payload: "events" });
     expect(wrongType.statusCode).toBe(400);
-    expect((await put("x".repeat(300), { events: [] })).statusCode).toBe(400);
+    // Over Fastify's path parameter limit: refused before any handler runs.
+    expect((await put("x".repeat(300), { events: [] })).statusCode).toBe(414);
     expect(await inboxCount()).toBe(2);
   });
 
