@@ -47,6 +47,11 @@ export const ConfigSchema = z.strictObject({
       masterKeys: z.record(keyId, masterKey).default({}),
       activeKeyId: keyId.optional(),
     })
+    // Caught here so that `config check` finds it, not the first start.
+    .refine(
+      (secrets) => secrets.activeKeyId === undefined || Object.hasOwn(secrets.masterKeys, secrets.activeKeyId),
+      { message: "must name one of secrets.masterKeys", path: ["activeKeyId"] },
+    )
     .prefault({}),
   runtime: z
     .strictObject({

@@ -47,11 +47,22 @@ function openPostgres(url: string, poolMax: number): Knex {
   });
 }
 
+/**
+ * knex-pglite reports a delete as command "DEL", which knex does not know, so
+ * `delete()` resolved to the raw result instead of the number of rows.
+ */
+class PgliteClient extends ClientPgLite {
+  processResponse(obj: { method?: string }, runner: unknown): unknown {
+    const base = ClientPgLite.prototype as unknown as { processResponse(obj: unknown, runner: unknown): unknown };
+    return base.processResponse.call(this, obj.method === "del" ? { ...obj, method: "delete" } : obj, runner);
+  }
+}
+
 async function openPglite(dataDir: string | undefined): Promise<Knex> {
   if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
   const instance = await PGlite.create({ ...(dataDir === undefined ? {} : { dataDir }), extensions: { pg_trgm } });
   return knexFactory({
-    client: ClientPgLite as unknown as typeof Knex.Client,
+    client: PgliteClient,
     dialect: "postgres",
     connection: () => ({ pglite: instance }) as object,
   } as Knex.Config);

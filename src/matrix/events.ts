@@ -45,7 +45,9 @@ const TEXT_MSGTYPES = new Set(["m.text", "m.emote", "m.notice"]);
 export function boundText(text: string, maxChars: number): string {
   const wellFormed = text.toWellFormed();
   if (wellFormed.length <= maxChars) return wellFormed;
-  return Array.from(wellFormed.slice(0, maxChars + 1)).join("").slice(0, maxChars).toWellFormed();
+  const cut = wellFormed.slice(0, maxChars);
+  // A pair cut in half leaves a high surrogate at the end: drop it rather than show U+FFFD.
+  return /[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut;
 }
 
 export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
@@ -70,8 +72,10 @@ export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
       roomId,
       sender: event.sender,
       msgtype: msgtype as IncomingMessage["msgtype"],
-      body: boundText(stripReplyFallback(body), maxBodyChars),
-      formattedBody: content.data.format === "org.matrix.custom.html" && content.data.formatted_body !== undefined ? boundText(content.data.formatted_body, maxBodyChars * 2) : null,
+      // Only replies carry a fallback; a message that merely starts with a quote keeps it.
+      body: boundText(relation?.["m.in_reply_to"]?.event_id !== undefined ? stripReplyFallback(body) : body, maxBodyChars),
+      // The <mx-reply> fallback quotes the replied-to message, pills included: it must not address anyone.
+      formattedBody: content.data.format === "org.matrix.custom.html" && content.data.formatted_body !== undefined ? boundText(content.data.formatted_body.replace(/^\s*<mx-reply>[\s\S]*?<\/mx-reply>/, ""), maxBodyChars * 2) : null,
       threadRootId: relation?.rel_type === "m.thread" && relation.event_id !== undefined ? (relation.event_id as EventId) : null,
       replyToEventId: (relation?.["m.in_reply_to"]?.event_id as EventId | undefined) ?? null,
       mentionedUserIds: mentions === undefined ? null : (mentions.user_ids ?? []).filter(isMatrixUserId),

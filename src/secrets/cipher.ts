@@ -3,6 +3,8 @@ import { AppError } from "../shared/errors.ts";
 
 const ALGORITHM = "aes-256-gcm";
 const IV_BYTES = 12;
+/** GCM tag length; shorter tags are refused, since a truncated tag is easier to forge. */
+const TAG_BYTES = 16;
 const FORMAT_VERSION = "v1";
 
 /**
@@ -40,14 +42,15 @@ export class SecretCipher {
   }
 
   decrypt(stored: string): string {
-    const [version, keyId, iv, tag, ciphertext] = stored.split(":");
-    if (version !== FORMAT_VERSION || keyId === undefined || iv === undefined || tag === undefined || ciphertext === undefined) {
+    const parts = stored.split(":");
+    const [version, keyId, iv, tag, ciphertext] = parts;
+    if (parts.length !== 5 || version !== FORMAT_VERSION || keyId === undefined || iv === undefined || tag === undefined || ciphertext === undefined) {
       throw new AppError("internal", "stored secret has an unknown format");
     }
     const key = this.#keys.get(keyId);
     if (key === undefined) throw new AppError("internal", `stored secret needs master key "${keyId}", which is not configured`);
     try {
-      const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(iv, "base64url"));
+      const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(iv, "base64url"), { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(keyId));
       decipher.setAuthTag(Buffer.from(tag, "base64url"));
       return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
