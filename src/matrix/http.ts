@@ -47,6 +47,9 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
   const app = Fastify({
     loggerInstance: options.log.child({ module: "appservice-http" }) as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes,
+    // Homeservers hold keep-alive connections open; on shutdown they are cut
+    // rather than waited for. An unacknowledged transaction is simply resent.
+    forceCloseConnections: true,
   });
 
   app.addHook("onRequest", async (request, reply) => {

@@ -57,4 +57,28 @@ describe("agents on a real homeserver", () => {
     // Only Ada was addressed; Bob stayed quiet.
     expect(carol.timeline.get(roomId)!.filter(messageFrom(acme.agentUserId("bob")))).toHaveLength(0);
   });
+
+  it("tells the room clearly when the model is unreachable, rejects the key, or is not configured, and records the failed turn", async () => {
+    await acme.createAgent({ name: "cid", baseUrl: "http://127.0.0.1:9/v1" });
+    await acme.createAgent({ name: "dee", keySource: "own" });
+    await acme.createAgent({ name: "eve", provider: "anthropic" });
+    const dave = await acme.user("dave");
+    const expectNotice = async (agent: string, pattern: RegExp): Promise<void> => {
+      const userId = acme.agentUserId(agent);
+      const roomId = await dave.createRoom({ invite: [userId], isDirect: true });
+      await dave.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === userId && event.content.membership === "join");
+      await dave.sendText(roomId, "are you there?");
+      const notice = await dave.waitForEvent(roomId, messageFrom(userId));
+      expect(notice.content.msgtype).toBe("m.notice");
+      expect(String(notice.content.body)).toMatch(pattern);
+    };
+    await expectNotice("cid", /openai/i);
+    await stack.app.providerKeys.set(acme.tenant.id, "openai", "sk-wrong-key-1234");
+    await expectNotice("dee", /key was rejected/i);
+    await expectNotice("eve", /ANTHROPIC_API_KEY/);
+
+    const turns = (await stack.database.knex("turns").where({ status: "failed" }).select("error")) as { error: string }[];
+    expect(turns.length).toBeGreaterThanOrEqual(3);
+    expect(JSON.stringify(turns)).not.toContain("sk-wrong-key-1234");
+  });
 });
