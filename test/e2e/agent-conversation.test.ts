@@ -77,8 +77,10 @@ describe("agents on a real homeserver", () => {
     await expectNotice("dee", /key was rejected/i);
     await expectNotice("eve", /ANTHROPIC_API_KEY/);
 
-    const turns = (await stack.database.knex("turns").where({ status: "failed" }).select("error")) as { error: string }[];
-    expect(turns.length).toBeGreaterThanOrEqual(3);
+    // The ledger is written right after the notice is posted.
+    const failedTurns = async () => (await stack.database.knex("turns").where({ status: "failed" }).select("error")) as { error: string }[];
+    await expect.poll(async () => (await failedTurns()).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    const turns = await failedTurns();
     expect(JSON.stringify(turns)).not.toContain("sk-wrong-key-1234");
   });
 });
