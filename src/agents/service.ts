@@ -41,7 +41,7 @@ export class AgentService {
 
   async create(tenantId: TenantId, input: unknown): Promise<Agent> {
     const { name, ...given } = parseOrThrow(NewAgentSchema, input);
-    const settings = { ...this.defaults(name), ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) } as AgentSettings;
+    const settings = { ...this.defaults(name), ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) };
     if (given.provider !== undefined && given.model === undefined) settings.model = this.#models[given.provider].defaultModel;
     return withTenant(this.#db, tenantId, async (trx) => {
       if ((await agentRepository.findByName(trx, name)) !== undefined) throw conflict(`an agent named "${name}" already exists`);

@@ -10,7 +10,7 @@ import { isModelFailure } from "../models/failure.ts";
 import type { ChatMessage, ModelCredentials, ModelProvider, TokenUsage, ToolCall } from "../models/types.ts";
 import type { SecretCipher } from "../secrets/cipher.ts";
 import { describeError } from "../shared/errors.ts";
-import type { EventId, PersonId, TenantId } from "../shared/ids.ts";
+import type { PersonId, TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import { AnswerStream } from "./answer-stream.ts";
 import { resolveCredentials } from "./credentials.ts";
@@ -236,7 +236,7 @@ async function applyMemoryIntent(trx: Knex.Transaction, agent: Agent, personId: 
       key: intent.key,
       content: intent.content,
       source: "explicit",
-      sourceEventId: message.eventId as EventId,
+      sourceEventId: message.eventId,
       sourceRoomId: message.roomId,
     });
   } else if (intent.kind === "forget") {

@@ -65,7 +65,12 @@ program
 program
   .command("migrate")
   .description("bring the database schema up to date (start does this too)")
-  .action(() => withApp(async () => writeOut("database is up to date")));
+  .action(() =>
+    withApp((): Promise<void> => {
+      writeOut("database is up to date");
+      return Promise.resolve();
+    }),
+  );
 
 const configCommand = program.command("config").description("configuration tools");
 configCommand
@@ -217,7 +222,10 @@ program
     () =>
       new Promise<void>((resolve, reject) => {
         const script = fileURLToPath(new URL("../../synapse/install.sh", import.meta.url));
-        spawn("sh", [script], { stdio: "inherit" }).on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`install.sh exited with ${code}`))));
+        spawn("sh", [script], { stdio: "inherit" }).on("exit", (code) => {
+          if (code === 0) resolve();
+          else reject(new Error(`install.sh exited with ${String(code)}`));
+        });
       }),
   );
 

@@ -9,7 +9,7 @@ const source: Knex.MigrationSource<Migration> = {
   getMigrationName: (migration) => migration.name,
   getMigration: (migration) =>
     Promise.resolve({
-      up: migration.up,
+      up: (knex: Knex) => migration.up(knex),
       down: () => Promise.reject(new Error("migrations are forward-only")),
     }),
 };

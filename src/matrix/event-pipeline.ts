@@ -38,7 +38,7 @@ export class EventPipeline {
     this.#metrics = deps.metrics;
     this.#log = deps.log;
     this.#maxBodyChars = deps.maxBodyChars;
-    this.#queue = new KeyedSerialQueue((error, key) => this.#log.error({ err: error, key }, "room queue task failed"));
+    this.#queue = new KeyedSerialQueue((error, key) => { this.#log.error({ err: error, key }, "room queue task failed"); });
   }
 
   /** Stores a transaction (the caller acknowledges the homeserver after this resolves) and queues its events. */
@@ -100,8 +100,7 @@ export class EventPipeline {
       } catch (error) {
         if (attempt >= MAX_EVENT_ATTEMPTS) {
           log.error({ err: error, attempt }, "event failed; giving up on it");
-          await markEvent(this.#db, item.tenantId, item.seq, { status: "failed", error: describeError(error).slice(0, 1000) }).catch((markError: unknown) =>
-            log.error({ err: markError }, "could not record the failed event; it stays pending"),
+          await markEvent(this.#db, item.tenantId, item.seq, { status: "failed", error: describeError(error).slice(0, 1000) }).catch((markError: unknown) => { log.error({ err: markError }, "could not record the failed event; it stays pending"); },
           );
           this.#metrics.handled.inc({ outcome: "failed" });
           return;

@@ -90,7 +90,7 @@ function parseMember(event: RawEvent, roomId: RoomId): ParsedEvent {
   if (!content.success || typeof stateKey !== "string" || !isMatrixUserId(stateKey)) {
     return { kind: "ignored", reason: "membership event is malformed" };
   }
-  const userId = stateKey as MatrixUserId;
+  const userId = stateKey;
   if (content.data.membership === "invite") {
     return {
       kind: "invite",
