@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { loadConfig } from "../config/load.ts";
@@ -48,8 +49,9 @@ program
   .command("start")
   .description("run everything on this machine: database, a local Synapse, the runtime and a demo tenant")
   .action(async () => {
-    const stack = await startEmbedded(await config());
-    printDemo(stack.demo);
+    const loaded = await config();
+    const stack = await startEmbedded(loaded);
+    printDemo(stack.demo, join(loaded.dataDir, "demo.json"));
     untilSignal(() => stack.stop());
   });
 

@@ -5,7 +5,7 @@ export function writeOut(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-export function printDemo(demo: DemoDetails): void {
+export function printDemo(demo: DemoDetails, detailsFile: string): void {
   writeOut("");
   writeOut("Switchboard is running.");
   writeOut(`  Homeserver:  ${demo.homeserverUrl}   (server name ${demo.serverName})`);
@@ -15,7 +15,7 @@ export function printDemo(demo: DemoDetails): void {
   if (!demo.modelConfigured) {
     writeOut("  No model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama etc.) or ANTHROPIC_API_KEY and restart.");
   }
-  writeOut("  These details are also in data/demo.json. Stop with Ctrl-C.");
+  writeOut(`  These details are also in ${detailsFile}. Stop with Ctrl-C.`);
   writeOut("");
 }
 
