@@ -66,7 +66,16 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     ((agent: Agent, credentials: ModelCredentials) =>
       createModelProvider(agent.provider, credentials, { timeoutMs: config.models.timeoutMs, maxRetries: config.models.maxRetries }));
   const conversations = new Conversations(
-    { db, cipher, models: config.models, editThrottleMs: config.runtime.editThrottleMs, createProvider, render: markdownToHtml, log },
+    {
+      db,
+      cipher,
+      models: config.models,
+      editThrottleMs: config.runtime.editThrottleMs,
+      extractFacts: config.memory.extractFacts,
+      createProvider,
+      render: markdownToHtml,
+      log,
+    },
     config.runtime.agentPrefix,
   );
   const runtime = new Runtime({ db, config, log, tenants: tenantRepository, conversations });

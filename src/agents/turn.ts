@@ -13,6 +13,7 @@ import { describeError } from "../shared/errors.ts";
 import type { PersonId, TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import { AnswerStream } from "./answer-stream.ts";
+import { extractFacts } from "./fact-extraction.ts";
 import { resolveCredentials } from "./credentials.ts";
 import { MEMORY_TOOLS, parseMemoryToolCall } from "./memory-tools.ts";
 import type { ChatGateway, IncomingMessage } from "./ports.ts";
@@ -36,6 +37,8 @@ export interface TurnDependencies {
   readonly cipher: SecretCipher;
   readonly models: Config["models"];
   readonly editThrottleMs: number;
+  /** Run the optional fact-extraction step after each answered turn. */
+  readonly extractFacts: boolean;
   readonly createProvider: (agent: Agent, credentials: ModelCredentials) => ModelProvider;
   readonly render: (markdown: string) => string;
   readonly log: Logger;
@@ -144,6 +147,7 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
       });
       await turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "answered", provider: agent.provider, model: agent.model, usage });
     });
+    if (deps.extractFacts) await rememberExtractedFacts(deps, context, agent, message, provider, request, stream.text, log);
   } catch (error) {
     if (!isModelFailure(error)) throw error;
     log.warn({ kind: error.kind, err: describeError(error) }, "model call failed");
@@ -154,6 +158,38 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
   } finally {
     clearInterval(typingRefresh);
     await chat.setTyping(agentUserId, message.roomId, false);
+  }
+}
+
+/** Best effort: a failed extraction is logged and costs the person nothing. */
+async function rememberExtractedFacts(
+  deps: TurnDependencies,
+  context: TurnContext,
+  agent: Agent,
+  message: IncomingMessage,
+  provider: ModelProvider,
+  said: string,
+  answered: string,
+  log: Logger,
+): Promise<void> {
+  try {
+    const facts = await extractFacts(provider, agent, said, answered);
+    if (facts.length === 0) return;
+    await withTenant(deps.db, context.tenantId, async (trx) => {
+      for (const fact of facts) {
+        await rememberFact(trx, {
+          agentId: agent.memoryScope === "private" ? agent.id : null,
+          subject: { kind: "person", personId: context.personId },
+          key: fact.key,
+          content: fact.content,
+          source: "extraction",
+          sourceEventId: message.eventId,
+          sourceRoomId: message.roomId,
+        });
+      }
+    });
+  } catch (error) {
+    log.warn({ err: describeError(error) }, "fact extraction failed");
   }
 }
 

@@ -100,6 +100,12 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  memory: z
+    .strictObject({
+      /** After each answered turn, ask the model which facts the person stated (one more model call per turn). */
+      extractFacts: z.boolean().default(false),
+    })
+    .prefault({}),
   synapse: z
     .strictObject({
       /** The Synapse chroot made by synapse/install.sh; a cache shared by all checkouts. */

@@ -39,6 +39,7 @@ export interface TestStack {
 export interface StackOptions {
   readonly database?: DatabaseKind;
   readonly editThrottleMs?: number;
+  readonly extractFacts?: boolean;
 }
 
 /**
@@ -55,6 +56,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       dataDir: `/tmp/switchboard-test-${runtimePort}`,
       log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
       runtime: { port: runtimePort, editThrottleMs: options.editThrottleMs ?? 300 },
+      memory: { extractFacts: options.extractFacts ?? false },
       secrets: { masterKeys: { test: Buffer.alloc(32, 7).toString("base64") }, activeKeyId: "test" },
       models: { openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" }, maxRetries: 0, timeoutMs: 10_000 },
     }),
