@@ -83,4 +83,36 @@ describe("agents on a real homeserver", () => {
     const turns = await failedTurns();
     expect(JSON.stringify(turns)).not.toContain("sk-wrong-key-1234");
   });
+
+  it("two agents in one room: each answers what is meant for it, both answer when both are named, and they never answer each other", async () => {
+    const erin = await acme.user("erin");
+    const ada = acme.agentUserId("ada");
+    const bob = acme.agentUserId("bob");
+    const roomId = await erin.createRoom({ invite: [ada, bob], name: "two agents" });
+    for (const agent of [ada, bob]) {
+      await erin.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === agent && event.content.membership === "join");
+    }
+    const replies = (agent: string) => erin.timeline.get(roomId)?.filter(messageFrom(agent)) ?? [];
+
+    // Ada's answer names Bob; Bob must not take it as addressed to him.
+    stack.model.enqueue({ kind: "reply", text: "Bob knows more about that than I do." });
+    await erin.sendText(roomId, "ada: who handles billing?");
+    await erin.waitForEvents(roomId, messageFrom(ada), 1);
+
+    await erin.sendText(roomId, "bob: what is two plus two?", { "m.mentions": { user_ids: [bob] } });
+    await erin.waitForEvents(roomId, messageFrom(bob), 1);
+
+    await erin.sendText(roomId, "Ada and Bob, say hello");
+    await erin.waitForEvents(roomId, messageFrom(ada), 2);
+    await erin.waitForEvents(roomId, messageFrom(bob), 2);
+
+    // Nobody addressed: nobody answers (both agents answer on mentions only).
+    const quiet = await erin.sendText(roomId, "thanks all");
+    await erin.sendText(roomId, "ada: last one");
+    await erin.waitForEvents(roomId, messageFrom(ada), 3);
+    expect(replies(ada)).toHaveLength(3);
+    expect(replies(bob)).toHaveLength(2);
+    expect(stack.model.requests.some((request) => request.lastUserText.endsWith("thanks all"))).toBe(false);
+    expect(quiet).toMatch(/^\$/);
+  });
 });
