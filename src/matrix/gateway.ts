@@ -29,7 +29,7 @@ function rateLimitDelayMs(error: unknown): number | null {
  * request is repeated as is; for sends that means the same transaction id,
  * so a request that did go through before the error is not posted twice.
  */
-async function retryRateLimited<T>(request: () => Promise<T>): Promise<T> {
+export async function retryRateLimited<T>(request: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await request();
