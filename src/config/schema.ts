@@ -74,6 +74,8 @@ export const ConfigSchema = z.strictObject({
       editThrottleMs: z.number().int().min(100).max(10_000).default(700),
       /** Incoming message bodies longer than this are cut before they reach a model. */
       maxInputChars: z.number().int().min(100).max(200_000).default(16_000),
+      /** How long activity updates are gathered before they are saved (matrix-appservice-bridge debounce). */
+      activitySaveDelayMs: z.number().int().min(10).max(3_600_000).default(60_000),
       /** Largest appservice transaction body accepted. */
       maxTransactionBytes: z.number().int().min(65_536).default(32 * 1024 * 1024),
     })

@@ -118,7 +118,14 @@ export class EventPipeline {
     if (parsed.kind === "ignored") return parsed.reason;
     const context = await this.#registry.context(served);
     if (context === undefined) return "tenant no longer exists";
-    if (parsed.kind === "message") await this.#conversations.handleMessage(context, parsed.message);
+    if (parsed.kind === "message") {
+      await this.#conversations.handleMessage(context, parsed.message);
+      const { sender } = parsed.message;
+      if (sender !== served.botUserId && !served.appservice.isNamespacedUser(sender)) {
+        served.activity.record(sender, false);
+        this.#metrics.activeUsers.set({ tenant: served.homeserver.tenantId }, served.activity.activeUsers);
+      }
+    }
     else if (parsed.kind === "invite") await this.#conversations.handleInvite(context, parsed.invite);
     else await this.#conversations.handleMembership(context, parsed.change);
     return undefined;

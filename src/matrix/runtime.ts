@@ -36,7 +36,7 @@ export class Runtime {
     this.#log = deps.log.child({ module: "runtime" });
     routeSdkLogging(deps.log);
     this.metrics = createRuntimeMetrics();
-    this.registry = new TenantRegistry(db, deps.tenants, registrationParameters(config), this.#log);
+    this.registry = new TenantRegistry(db, deps.tenants, registrationParameters(config), config.runtime.activitySaveDelayMs, this.#log);
     this.pipeline = new EventPipeline({
       db,
       registry: this.registry,

@@ -6,6 +6,7 @@ import { isUuid, type MatrixUserId, type TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import type { TenantHomeserver } from "../tenants/types.ts";
+import { TenantActivity } from "./activity.ts";
 import { MatrixGateway } from "./gateway.ts";
 import { buildRegistration, type RegistrationParameters } from "./registration.ts";
 import { TenantAppserviceStorage } from "./storage.ts";
@@ -16,6 +17,7 @@ export interface ServedTenant {
   readonly appservice: Appservice;
   readonly gateway: MatrixGateway;
   readonly botUserId: MatrixUserId;
+  readonly activity: TenantActivity;
 }
 
 export type Authentication =
@@ -33,17 +35,21 @@ export class TenantRegistry {
   readonly #tenants: TenantRepository;
   readonly #registration: RegistrationParameters;
   readonly #log: Logger;
+  readonly #activitySaveDelayMs: number;
   readonly #served = new Map<TenantId, ServedTenant>();
+  /** Tenants being loaded, so concurrent first requests share one load. */
+  readonly #loading = new Map<TenantId, Promise<ServedTenant | undefined>>();
 
-  constructor(db: Knex, tenants: TenantRepository, registration: RegistrationParameters, log: Logger) {
+  constructor(db: Knex, tenants: TenantRepository, registration: RegistrationParameters, activitySaveDelayMs: number, log: Logger) {
     this.#db = db;
+    this.#activitySaveDelayMs = activitySaveDelayMs;
     this.#tenants = tenants;
     this.#registration = registration;
     this.#log = log;
   }
 
   async loadAll(): Promise<void> {
-    for (const homeserver of await this.#tenants.listHomeservers(this.#db)) this.#serve(homeserver);
+    for (const homeserver of await this.#tenants.listHomeservers(this.#db)) await this.#serve(homeserver);
   }
 
   get size(): number {
@@ -70,8 +76,14 @@ export class TenantRegistry {
   async get(tenantId: TenantId): Promise<ServedTenant | undefined> {
     const served = this.#served.get(tenantId);
     if (served !== undefined) return served;
-    const homeserver = await this.#tenants.findHomeserver(this.#db, tenantId);
-    return homeserver === undefined ? undefined : this.#serve(homeserver);
+    const pending = this.#loading.get(tenantId);
+    if (pending !== undefined) return pending;
+    const loading = this.#tenants
+      .findHomeserver(this.#db, tenantId)
+      .then((homeserver) => (homeserver === undefined ? undefined : this.#serve(homeserver)))
+      .finally(() => this.#loading.delete(tenantId));
+    this.#loading.set(tenantId, loading);
+    return loading;
   }
 
   /** The tenant record as of now (status may change while the runtime runs). */
@@ -86,7 +98,7 @@ export class TenantRegistry {
     this.#served.delete(tenantId);
   }
 
-  #serve(homeserver: TenantHomeserver): ServedTenant {
+  async #serve(homeserver: TenantHomeserver): Promise<ServedTenant> {
     const registration = buildRegistration(homeserver, this.#registration);
     const appservice = new Appservice({
       // The Appservice's own listener is never started.
@@ -102,6 +114,7 @@ export class TenantRegistry {
       appservice,
       gateway: new MatrixGateway(appservice, this.#log.child({ tenantId: homeserver.tenantId })),
       botUserId: appservice.botUserId as MatrixUserId,
+      activity: await TenantActivity.load(this.#db, homeserver.tenantId, this.#activitySaveDelayMs, this.#log),
     };
     this.#served.set(homeserver.tenantId, served);
     return served;

@@ -32,6 +32,8 @@ describe("agents on a real homeserver", () => {
     expect(request.lastUserText).toBe("hi there");
     expect(reply.content["m.relates_to"]).toBeUndefined();
     expect(question).toMatch(/^\$/);
+    // People's activity is tracked (matrix-appservice-bridge) and saved; agents' is not.
+    await expect.poll(async () => (await stack.database.knex("user_activity").pluck("user_id")) as string[], { timeout: 10_000 }).toEqual([alice.userId]);
   });
 
   it("streams a slow answer as one message plus throttled edits, in the thread it was asked in", async () => {

@@ -55,7 +55,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     JSON.stringify({
       dataDir: `/tmp/switchboard-test-${runtimePort}`,
       log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
-      runtime: { port: runtimePort, editThrottleMs: options.editThrottleMs ?? 300 },
+      runtime: { port: runtimePort, editThrottleMs: options.editThrottleMs ?? 300, activitySaveDelayMs: 50 },
       memory: { extractFacts: options.extractFacts ?? false },
       secrets: { masterKeys: { test: Buffer.alloc(32, 7).toString("base64") }, activeKeyId: "test" },
       models: { openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" }, maxRetries: 0, timeoutMs: 10_000 },

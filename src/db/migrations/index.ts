@@ -2,6 +2,7 @@ import type { Knex } from "knex";
 import * as m001 from "./001_foundation.ts";
 import * as m002 from "./002_memory.ts";
 import * as m003 from "./003_memory_indexes.ts";
+import * as m004 from "./004_user_activity.ts";
 
 interface Migration {
   readonly name: string;
@@ -16,4 +17,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "001_foundation", up: m001.up },
   { name: "002_memory", up: m002.up },
   { name: "003_memory_indexes", up: m003.up },
+  { name: "004_user_activity", up: m004.up },
 ];
