@@ -37,6 +37,19 @@ export interface ChatGateway {
   ensureProfile(user: MatrixUserId, displayName: string, avatarUrl: string | null): Promise<void>;
   /** Number of joined members of a room, as `asUser` sees it. */
   joinedMemberCount(asUser: MatrixUserId, roomId: RoomId): Promise<number>;
+  /** `inviter` (who must be in the room with invite power) invites `invitee`. */
+  invite(inviter: MatrixUserId, roomId: RoomId, invitee: MatrixUserId): Promise<void>;
+  /** Removes an event's content (needs redact power unless it is `asUser`'s own event). */
+  redact(asUser: MatrixUserId, roomId: RoomId, eventId: EventId, reason: string): Promise<void>;
+  /** Uploads a file and posts it as an m.file message; same idempotency contract as send. */
+  sendFile(sender: MatrixUserId, roomId: RoomId, file: OutgoingFile, idempotencyKey: string): Promise<EventId>;
+}
+
+export interface OutgoingFile {
+  readonly name: string;
+  readonly mimetype: string;
+  readonly content: Buffer;
+  readonly threadRootId?: EventId | null;
 }
 
 /** A text message someone sent in a room the tenant's agents are in, already validated. */

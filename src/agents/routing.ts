@@ -1,6 +1,6 @@
-import type { MatrixUserId } from "../shared/ids.ts";
+import type { AgentId, MatrixUserId } from "../shared/ids.ts";
 import type { IncomingMessage } from "./ports.ts";
-import type { AgentIdentity } from "./types.ts";
+import type { AgentIdentity, RoomTriggerPolicy, TriggerPolicy } from "./types.ts";
 
 export interface RoutingInput {
   readonly message: IncomingMessage;
@@ -9,6 +9,8 @@ export interface RoutingInput {
   readonly isDirect: boolean;
   /** Sender of the event the message replies to, when known. */
   readonly repliedToSender: MatrixUserId | null;
+  /** This room's overrides of agents' trigger policies. */
+  readonly roomPolicies?: ReadonlyMap<AgentId, RoomTriggerPolicy>;
 }
 
 function escapeRegex(text: string): string {
@@ -33,16 +35,23 @@ function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
  * Which agents answer a message. The sender is a person (the caller drops
  * messages from agents and the service bot, so agents never answer each
  * other). Notices are never answered: bots and bridges speak in notices.
- * Agents that are addressed answer and nobody else does; otherwise every
- * agent answers in a DM, and in a group only agents whose policy is `all`.
+ * A room's override replaces the agent's own policy there (`off` silences
+ * it). Agents that are addressed answer and nobody else does; otherwise
+ * every agent answers in a DM, and in a group only agents whose policy is
+ * `all`. Agents with policy `dms` never answer in groups.
  */
 export function chooseResponders(input: RoutingInput): AgentIdentity[] {
   if (input.message.msgtype === "m.notice") return [];
-  const active = input.agents.filter((identity) => identity.agent.status === "active");
-  const addressed = active.filter((identity) => isAddressed(input, identity));
+  const policyOf = (identity: AgentIdentity): TriggerPolicy | "off" => input.roomPolicies?.get(identity.agent.id) ?? identity.agent.triggerPolicy;
+  const willing = input.agents.filter((identity) => {
+    if (identity.agent.status !== "active") return false;
+    const policy = policyOf(identity);
+    return policy !== "off" && (input.isDirect || policy !== "dms");
+  });
+  const addressed = willing.filter((identity) => isAddressed(input, identity));
   if (addressed.length > 0) return addressed;
-  if (input.isDirect) return active;
-  return active.filter((identity) => identity.agent.triggerPolicy === "all");
+  if (input.isDirect) return willing;
+  return willing.filter((identity) => policyOf(identity) === "all");
 }
 
 /** The message text without a leading address to the agent ("Ada, ...", "@ai_ada:server: ..."). */

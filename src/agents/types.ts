@@ -1,8 +1,13 @@
 import type { ModelProviderName } from "../config/schema.ts";
 import type { AgentId, MatrixUserId, TenantId } from "../shared/ids.ts";
 
-/** When an agent answers in a group room (in a DM it always answers). */
-export type TriggerPolicy = "mentions" | "all";
+/**
+ * When an agent answers: `dms` only in direct chats; `mentions` in direct
+ * chats and when addressed in a group; `all` every message it sees.
+ */
+export type TriggerPolicy = "mentions" | "dms" | "all";
+/** A room's override of an agent's trigger policy; `off` silences the agent in that room. */
+export type RoomTriggerPolicy = "mentions" | "all" | "off";
 /** Whether what an agent learns is its own or shared with the tenant's other agents. */
 export type MemoryScope = "private" | "shared";
 /** Whose key pays for the model: the operator's managed key or the tenant's own. */

@@ -22,7 +22,7 @@ export const AgentSettingsSchema = z.strictObject({
   temperature: z.number().min(0).max(2),
   maxTokens: z.number().int().min(16).max(32_000),
   keySource: z.enum(["managed", "own"]),
-  triggerPolicy: z.enum(["mentions", "all"]),
+  triggerPolicy: z.enum(["mentions", "dms", "all"]),
   memoryScope: z.enum(["private", "shared"]),
   status: z.enum(["active", "paused"]),
 });

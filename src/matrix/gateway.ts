@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Appservice, Intent, MatrixClient } from "matrix-bot-sdk";
-import type { ChatGateway, OutgoingMessage } from "../agents/ports.ts";
+import type { ChatGateway, OutgoingFile, OutgoingMessage } from "../agents/ports.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { EventId, MatrixUserId, RoomId } from "../shared/ids.ts";
 import { editContent, messageContent } from "./formatting.ts";
@@ -59,11 +59,11 @@ export class MatrixGateway implements ChatGateway {
   }
 
   async send(sender: MatrixUserId, roomId: RoomId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId> {
-    return this.#put(sender, roomId, messageContent(message), idempotencyKey);
+    return this.#putContent(sender, roomId, messageContent(message), idempotencyKey);
   }
 
   async edit(sender: MatrixUserId, roomId: RoomId, original: EventId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId> {
-    return this.#put(sender, roomId, editContent(original, message), idempotencyKey);
+    return this.#putContent(sender, roomId, editContent(original, message), idempotencyKey);
   }
 
   async setTyping(sender: MatrixUserId, roomId: RoomId, typing: boolean): Promise<void> {
@@ -100,7 +100,32 @@ export class MatrixGateway implements ChatGateway {
     return (await client.getJoinedRoomMembers(roomId)).length;
   }
 
-  async #put(sender: MatrixUserId, roomId: RoomId, content: Record<string, unknown>, idempotencyKey: string): Promise<EventId> {
+  async invite(inviter: MatrixUserId, roomId: RoomId, invitee: MatrixUserId): Promise<void> {
+    const client = await this.#client(inviter);
+    await retryRateLimited(() => client.inviteUser(invitee, roomId));
+  }
+
+  async redact(asUser: MatrixUserId, roomId: RoomId, eventId: EventId, reason: string): Promise<void> {
+    const client = await this.#client(asUser);
+    await retryRateLimited(() => client.redactEvent(roomId, eventId, reason));
+  }
+
+  async sendFile(sender: MatrixUserId, roomId: RoomId, file: OutgoingFile, idempotencyKey: string): Promise<EventId> {
+    const client = await this.#client(sender);
+    const url = await retryRateLimited(() => client.uploadContent(file.content, file.mimetype, file.name));
+    const content: Record<string, unknown> = {
+      msgtype: "m.file",
+      body: file.name,
+      filename: file.name,
+      url,
+      info: { mimetype: file.mimetype, size: file.content.length },
+      "m.mentions": {},
+    };
+    if (file.threadRootId) content["m.relates_to"] = { rel_type: "m.thread", event_id: file.threadRootId, is_falling_back: true, "m.in_reply_to": { event_id: file.threadRootId } };
+    return this.#putContent(sender, roomId, content, idempotencyKey);
+  }
+
+  async #putContent(sender: MatrixUserId, roomId: RoomId, content: Record<string, unknown>, idempotencyKey: string): Promise<EventId> {
     const client = await this.#client(sender);
     const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionIdFor(idempotencyKey)}`;
     const response = (await retryRateLimited(() => client.doRequest("PUT", path, null, content))) as { event_id: string };

@@ -72,6 +72,15 @@ class RecordingChat implements ChatGateway {
   joinedMemberCount(): Promise<number> {
     return Promise.reject(new Error("AnswerStream must not count members"));
   }
+  invite(): Promise<void> {
+    return Promise.reject(new Error("AnswerStream must not invite"));
+  }
+  redact(): Promise<void> {
+    return Promise.reject(new Error("AnswerStream must not redact"));
+  }
+  sendFile(): Promise<EventId> {
+    return Promise.reject(new Error("AnswerStream must not send files"));
+  }
 
   get sends(): Recorded[] {
     return this.calls.filter((call) => call.kind === "send");

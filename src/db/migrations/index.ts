@@ -3,6 +3,7 @@ import * as m001 from "./001_foundation.ts";
 import * as m002 from "./002_memory.ts";
 import * as m003 from "./003_memory_indexes.ts";
 import * as m004 from "./004_user_activity.ts";
+import * as m005 from "./005_chat_admin.ts";
 
 interface Migration {
   readonly name: string;
@@ -18,4 +19,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "002_memory", up: m002.up },
   { name: "003_memory_indexes", up: m003.up },
   { name: "004_user_activity", up: m004.up },
+  { name: "005_chat_admin", up: m005.up },
 ];

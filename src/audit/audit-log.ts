@@ -1,0 +1,63 @@
+import type { Knex } from "knex";
+import type { TenantId } from "../shared/ids.ts";
+
+/** One administrative action: who did what to what, from where. */
+export interface AuditEntry {
+  readonly actor: string;
+  /** Dotted verb, e.g. "agent.create", "key.set", "memory.forget". */
+  readonly action: string;
+  readonly target?: string | null;
+  readonly roomId?: string | null;
+  /** "chat", "portal", "api" or "cli". */
+  readonly via: "chat" | "portal" | "api" | "cli";
+  /** Extra facts about the action; never secrets. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+export interface AuditRecord extends AuditEntry {
+  readonly id: number;
+  readonly createdAt: Date;
+}
+
+interface AuditRow {
+  id: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  room_id: string | null;
+  via: AuditEntry["via"];
+  details: Record<string, unknown> | string;
+  created_at: Date;
+}
+
+/**
+ * The audit log, written in the same transaction as the action it records
+ * (an action that rolls back leaves no entry, and no entry is lost).
+ */
+export const auditLog = {
+  async record(trx: Knex.Transaction, tenantId: TenantId, entry: AuditEntry): Promise<void> {
+    await trx("audit_log").insert({
+      tenant_id: tenantId,
+      actor: entry.actor,
+      action: entry.action,
+      target: entry.target ?? null,
+      room_id: entry.roomId ?? null,
+      via: entry.via,
+      details: JSON.stringify(entry.details ?? {}),
+    });
+  },
+
+  async recent(trx: Knex.Transaction, limit: number): Promise<AuditRecord[]> {
+    const rows = (await trx("audit_log").orderBy("id", "desc").limit(limit)) as AuditRow[];
+    return rows.map((row) => ({
+      id: Number(row.id),
+      actor: row.actor,
+      action: row.action,
+      target: row.target,
+      roomId: row.room_id,
+      via: row.via,
+      details: typeof row.details === "string" ? (JSON.parse(row.details) as Record<string, unknown>) : row.details,
+      createdAt: new Date(row.created_at),
+    }));
+  },
+};
