@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { auditLog, type Actor } from "../audit/audit-log.ts";
 import type { Config } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { conflict, notFound } from "../shared/errors.ts";
@@ -9,7 +10,8 @@ import { AgentChangesSchema, NewAgentSchema, parseOrThrow, type AgentSettings } 
 
 /**
  * Creating and changing agents, with one set of rules for every surface
- * (CLI, chat commands, portal, API): input is validated here, not there.
+ * (CLI, chat commands, portal, API): input is validated here, not there,
+ * and every change is written to the audit log in the same transaction.
  */
 export class AgentService {
   readonly #db: Knex;
@@ -22,7 +24,8 @@ export class AgentService {
 
   /** Settings a new agent gets unless the input says otherwise. */
   defaults(name: string): AgentSettings {
-    const provider = this.#models.defaultProvider ?? (this.#models.anthropic.apiKey !== undefined && this.#models.openai.apiKey === undefined ? "anthropic" : "openai");
+    const provider =
+      this.#models.defaultProvider ?? (this.#models.anthropic.apiKey !== undefined && this.#models.openai.apiKey === undefined ? "anthropic" : "openai");
     return {
       displayName: name.charAt(0).toUpperCase() + name.slice(1),
       avatarUrl: null,
@@ -39,22 +42,41 @@ export class AgentService {
     };
   }
 
-  async create(tenantId: TenantId, input: unknown): Promise<Agent> {
+  async create(tenantId: TenantId, input: unknown, by: Actor): Promise<Agent> {
     const { name, ...given } = parseOrThrow(NewAgentSchema, input);
-    const settings = { ...this.defaults(name), ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) };
+    const settings = { ...this.defaults(name), ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) } as AgentSettings;
     if (given.provider !== undefined && given.model === undefined) settings.model = this.#models[given.provider].defaultModel;
     return withTenant(this.#db, tenantId, async (trx) => {
       if ((await agentRepository.findByName(trx, name)) !== undefined) throw conflict(`an agent named "${name}" already exists`);
-      return agentRepository.insert(trx, tenantId, name, settings);
+      const agent = await agentRepository.insert(trx, tenantId, name, settings);
+      await auditLog.recordBy(trx, tenantId, by, "agent.create", name, { provider: agent.provider, model: agent.model });
+      return agent;
     });
   }
 
-  async update(tenantId: TenantId, name: string, input: unknown): Promise<Agent> {
+  async update(tenantId: TenantId, name: string, input: unknown, by: Actor): Promise<Agent> {
     const changes = parseOrThrow(AgentChangesSchema, input);
     return withTenant(this.#db, tenantId, async (trx) => {
       const agent = await agentRepository.findByName(trx, name);
       if (agent === undefined) throw notFound(`agent "${name}"`);
-      return (await agentRepository.update(trx, agent.id, changes)) as Agent;
+      if (changes.provider !== undefined && changes.model === undefined && changes.provider !== agent.provider) {
+        changes.model = this.#models[changes.provider].defaultModel;
+      }
+      const updated = (await agentRepository.update(trx, agent.id, changes)) as Agent;
+      // Instructions can be long and personal; the log says they changed, not what they say.
+      const logged = Object.fromEntries(Object.entries(changes).map(([key, value]) => [key, key === "instructions" ? `(${String(value).length} characters)` : value]));
+      await auditLog.recordBy(trx, tenantId, by, "agent.update", name, logged);
+      return updated;
+    });
+  }
+
+  async remove(tenantId: TenantId, name: string, by: Actor): Promise<Agent> {
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const agent = await agentRepository.findByName(trx, name);
+      if (agent === undefined) throw notFound(`agent "${name}"`);
+      await agentRepository.remove(trx, agent.id);
+      await auditLog.recordBy(trx, tenantId, by, "agent.delete", name);
+      return agent;
     });
   }
 
@@ -66,5 +88,14 @@ export class AgentService {
     const agent = await withTenant(this.#db, tenantId, (trx) => agentRepository.findByName(trx, name));
     if (agent === undefined) throw notFound(`agent "${name}"`);
     return agent;
+  }
+
+  /** Rooms the agent is joined to, as last seen. */
+  async rooms(tenantId: TenantId, name: string): Promise<string[]> {
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const agent = await agentRepository.findByName(trx, name);
+      if (agent === undefined) throw notFound(`agent "${name}"`);
+      return (await trx("agent_rooms").where({ agent_id: agent.id, membership: "join" }).pluck("room_id")) as string[];
+    });
   }
 }

@@ -1,6 +1,14 @@
 import type { Knex } from "knex";
 import type { TenantId } from "../shared/ids.ts";
 
+/** Who is acting, and through which surface; services record it with every change. */
+export interface Actor {
+  /** A Matrix ID (chat), a member id (portal/API), or "operator" (CLI). */
+  readonly id: string;
+  readonly via: AuditEntry["via"];
+  readonly roomId?: string | null;
+}
+
 /** One administrative action: who did what to what, from where. */
 export interface AuditEntry {
   readonly actor: string;
@@ -35,6 +43,18 @@ interface AuditRow {
  * (an action that rolls back leaves no entry, and no entry is lost).
  */
 export const auditLog = {
+  /** Records an action by an actor (the common case). */
+  async recordBy(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    by: Actor,
+    action: string,
+    target: string | null,
+    details: Readonly<Record<string, unknown>> = {},
+  ): Promise<void> {
+    await auditLog.record(trx, tenantId, { actor: by.id, via: by.via, roomId: by.roomId ?? null, action, target, details });
+  },
+
   async record(trx: Knex.Transaction, tenantId: TenantId, entry: AuditEntry): Promise<void> {
     await trx("audit_log").insert({
       tenant_id: tenantId,

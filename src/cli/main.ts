@@ -4,6 +4,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
+import type { Actor } from "../audit/audit-log.ts";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { startEmbedded } from "../embedded/start.ts";
@@ -15,6 +16,9 @@ import { printDemo, readSecretFromStdin, writeOut } from "./output.ts";
  * `switchboard`: every process and every operator task goes through here,
  * with the composition root (createApp) behind it.
  */
+/** Who CLI actions are recorded as in the audit log. */
+const OPERATOR: Actor = { id: "operator", via: "cli" };
+
 const program = new Command()
   .name("switchboard")
   .description("AI agents that live in team chat")
@@ -155,7 +159,7 @@ agent
           triggerPolicy: options.trigger,
           memoryScope: options.memory,
           keySource: options.keySource,
-        });
+        }, OPERATOR);
         writeOut(`created agent ${created.name} (${created.provider}/${created.model})`);
       }),
   );
@@ -212,7 +216,7 @@ program
   .action((options: { tenant: string; provider: "openai" | "anthropic" }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      const { hint } = await app.providerKeys.set(found.id, options.provider, await readSecretFromStdin());
+      const { hint } = await app.providerKeys.set(found.id, options.provider, await readSecretFromStdin(), OPERATOR);
       writeOut(`stored the ${options.provider} key ${hint} for ${found.slug}`);
     }),
   );

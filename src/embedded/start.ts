@@ -123,6 +123,6 @@ async function ensureDemoAgent(app: App, tenantId: TenantId, name: string): Prom
   const agent = await app.agents.create(tenantId, {
     name,
     instructions: "You are a friendly, concise assistant for this team. You remember what people tell you about themselves.",
-  });
+  }, { id: "operator", via: "cli" });
   return agent.name;
 }

@@ -75,7 +75,7 @@ describe("agents on a real homeserver", () => {
       expect(String(notice.content.body)).toMatch(pattern);
     };
     await expectNotice("cid", /openai/i);
-    await stack.app.providerKeys.set(acme.tenant.id, "openai", "sk-wrong-key-1234");
+    await stack.app.providerKeys.set(acme.tenant.id, "openai", "sk-wrong-key-1234", { id: "test", via: "cli" });
     await expectNotice("dee", /key was rejected/i);
     await expectNotice("eve", /ANTHROPIC_API_KEY/);
 

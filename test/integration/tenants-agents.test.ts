@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Actor } from "../../src/audit/audit-log.ts";
 import { AgentService } from "../../src/agents/service.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { SecretCipher, sha256Hex } from "../../src/secrets/cipher.ts";
@@ -8,6 +9,8 @@ import { ProviderKeys } from "../../src/tenants/provider-keys.ts";
 import { TenantRepository } from "../../src/tenants/repository.ts";
 import { TenantService, type NewTenant } from "../../src/tenants/service.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+
+const TEST_ACTOR: Actor = { id: "@tester:acme.test", via: "cli" };
 
 const MASTER_KEY = Buffer.alloc(32, 9).toString("base64");
 
@@ -166,7 +169,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
 
   describe("agents", () => {
     it("creates an agent with the defaults", async () => {
-      const ada = await agents.create(acme, { name: "ada" });
+      const ada = await agents.create(acme, { name: "ada" }, TEST_ACTOR);
       expect(ada).toEqual({
         id: ada.id,
         tenantId: acme,
@@ -196,7 +199,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
         triggerPolicy: "all",
         memoryScope: "private",
         instructions: "Be brief.",
-      });
+      }, TEST_ACTOR);
       expect(claude).toMatchObject({
         displayName: "Claude the Helper",
         provider: "anthropic",
@@ -215,7 +218,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
         [{ name: "" }, /^name: /],
         [{ name: "x".repeat(33) }, /^name: /],
         [{ name: "tempo", temperature: 5 }, /^temperature: .*2/],
-        [{ name: "policy", triggerPolicy: "sometimes" }, /^triggerPolicy: .*"mentions"\|"all"/],
+        [{ name: "policy", triggerPolicy: "sometimes" }, /^triggerPolicy: .*"mentions"\|"dms"\|"all"/],
         [{ name: "prov", provider: "mistral" }, /^provider: /],
         [{ name: "url", baseUrl: "javascript:alert(1)" }, /^baseUrl: /],
         [{ name: "tokens", maxTokens: 1.5 }, /^maxTokens: /],
@@ -225,28 +228,28 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
         ],
       ];
       for (const [input, message] of cases) {
-        const error = await appError(agents.create(acme, input), "bad_request");
+        const error = await appError(agents.create(acme, input, TEST_ACTOR), "bad_request");
         expect(error.message).toMatch(message);
       }
       const unknown = await appError(
-        agents.create(acme, { name: "x", colour: "red" }),
+        agents.create(acme, { name: "x", colour: "red" }, TEST_ACTOR),
         "bad_request",
       );
       expect(unknown.message).toContain('"colour"');
-      const notAnObject = await appError(agents.create(acme, "ada"), "bad_request");
+      const notAnObject = await appError(agents.create(acme, "ada", TEST_ACTOR), "bad_request");
       expect(notAnObject.message).toMatch(/^input: /);
       expect(await count("agents")).toBe(before);
     });
 
     it("a duplicate name in the same tenant is a conflict", async () => {
       const before = await count("agents");
-      const error = await appError(agents.create(acme, { name: "ada" }), "conflict");
+      const error = await appError(agents.create(acme, { name: "ada" }, TEST_ACTOR), "conflict");
       expect(error.message).toBe('an agent named "ada" already exists');
       expect(await count("agents")).toBe(before);
     });
 
     it("another tenant may use the same name", async () => {
-      const theirs = await agents.create(globex, { name: "ada", displayName: "Globex Ada" });
+      const theirs = await agents.create(globex, { name: "ada", displayName: "Globex Ada" }, TEST_ACTOR);
       expect(theirs.tenantId).toBe(globex);
       expect((await agents.get(acme, "ada")).displayName).toBe("Ada");
       expect((await agents.get(globex, "ada")).displayName).toBe("Globex Ada");
@@ -257,7 +260,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
         temperature: 1.2,
         triggerPolicy: "all",
         status: "paused",
-      });
+      }, TEST_ACTOR);
       expect(updated).toMatchObject({
         name: "ada",
         temperature: 1.2,
@@ -273,7 +276,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     it("refuses a bad update and leaves the agent as it was", async () => {
       const before = await agents.get(acme, "ada");
       const error = await appError(
-        agents.update(acme, "ada", { temperature: -1, memoryScope: "everyone" }),
+        agents.update(acme, "ada", { temperature: -1, memoryScope: "everyone" }, TEST_ACTOR),
         "bad_request",
       );
       expect(error.message).toContain("temperature: ");
@@ -289,7 +292,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     it("another tenant's agent is not found", async () => {
       const error = await appError(agents.get(globex, "claude"), "not_found");
       expect(error.message).toBe('agent "claude" not found');
-      await appError(agents.update(globex, "claude", { temperature: 0 }), "not_found");
+      await appError(agents.update(globex, "claude", { temperature: 0 }, TEST_ACTOR), "not_found");
       expect((await agents.get(acme, "claude")).temperature).toBe(0.2);
     });
   });
@@ -298,7 +301,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     const OPENAI_KEY = "sk-proj-abcdefghijklmnop1234";
 
     it("stores a key encrypted and shows only a hint of its last four characters", async () => {
-      const { hint } = await providerKeys.set(acme, "openai", `  ${OPENAI_KEY}\n`);
+      const { hint } = await providerKeys.set(acme, "openai", `  ${OPENAI_KEY}\n`, TEST_ACTOR);
       expect(hint).toBe("…1234");
       expect(await providerKeys.list(acme)).toEqual([{ provider: "openai", hint: "…1234" }]);
 
@@ -314,7 +317,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     });
 
     it("setting a key again replaces it", async () => {
-      const { hint } = await providerKeys.set(acme, "openai", "sk-proj-replacement-9876");
+      const { hint } = await providerKeys.set(acme, "openai", "sk-proj-replacement-9876", TEST_ACTOR);
       expect(hint).toBe("…9876");
       const rows = (await database.knex("provider_keys").where({ tenant_id: acme })) as {
         key_encrypted: string;
@@ -326,7 +329,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     it("refuses a key that is too short, too long or has spaces, and writes nothing", async () => {
       const before = await tableText("provider_keys");
       for (const bad of ["short", "       ", "sk-with space-inside", "k".repeat(513)]) {
-        const error = await appError(providerKeys.set(acme, "anthropic", bad), "bad_request");
+        const error = await appError(providerKeys.set(acme, "anthropic", bad, TEST_ACTOR), "bad_request");
         expect(error.message).toBe("the anthropic key must be 8-512 characters without spaces");
       }
       expect(await tableText("provider_keys")).toBe(before);
@@ -334,13 +337,13 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
 
     it("another tenant neither sees nor removes the key", async () => {
       expect(await providerKeys.list(globex)).toEqual([]);
-      expect(await providerKeys.remove(globex, "openai")).toBe(false);
+      expect(await providerKeys.remove(globex, "openai", TEST_ACTOR)).toBe(false);
       expect(await providerKeys.list(acme)).toEqual([{ provider: "openai", hint: "…9876" }]);
     });
 
     it("removes a key, once", async () => {
-      expect(await providerKeys.remove(acme, "openai")).toBe(true);
-      expect(await providerKeys.remove(acme, "openai")).toBe(false);
+      expect(await providerKeys.remove(acme, "openai", TEST_ACTOR)).toBe(true);
+      expect(await providerKeys.remove(acme, "openai", TEST_ACTOR)).toBe(false);
       expect(await providerKeys.list(acme)).toEqual([]);
       expect(await count("provider_keys")).toBe(0);
     });

@@ -91,7 +91,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
           const session = await homeserver.registerUser(localpart);
           return new MatrixTestUser(homeserver.clientUrl, session.userId, session.accessToken);
         },
-        createAgent: (input) => app.agents.create(created.tenant.id, input),
+        createAgent: (input) => app.agents.create(created.tenant.id, input, { id: "test", via: "cli" }),
         agentUserId: (name) => `@${config.runtime.agentPrefix}${name}:${serverName}`,
       };
     },
