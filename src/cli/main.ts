@@ -183,7 +183,7 @@ person
   .action((userIdA: string, userIdB: string, options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      writeOut(`linked: person ${await app.memory.link(found.id, userIdA, userIdB)}`);
+      writeOut(`linked: person ${await app.memory.link(found.id, userIdA, userIdB, OPERATOR)}`);
     }),
   );
 person
@@ -193,7 +193,7 @@ person
   .action((userId: string, options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      writeOut(`unlinked: ${userId} is now person ${await app.memory.unlink(found.id, userId)}`);
+      writeOut(`unlinked: ${userId} is now person ${await app.memory.unlink(found.id, userId, OPERATOR)}`);
     }),
   );
 person
@@ -204,7 +204,7 @@ person
   .action((userId: string, options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      writeOut(JSON.stringify(await app.memory.exportFor(found.id, userId), null, 2));
+      writeOut(JSON.stringify(await app.memory.exportFor(found.id, userId, OPERATOR), null, 2));
     }),
   );
 

@@ -50,7 +50,7 @@ describe("persistent memory across rooms, identities and tenants", () => {
     expect(JSON.stringify(inLounge.body.messages)).not.toContain("remember that my favourite colour");
 
     const phone = await acme.user("alice-phone");
-    await stack.app.memory.link(acme.tenant.id, alice.userId, phone.userId);
+    await stack.app.memory.link(acme.tenant.id, alice.userId, phone.userId, { id: "test", via: "cli" });
     const fromPhone = await ask(stack, phone, await dm(phone, ada), ada, "what colour do I like?");
     expect(fromPhone.system).toContain("favourite colour is green");
 
@@ -88,8 +88,8 @@ describe("persistent memory across rooms, identities and tenants", () => {
     expect(later.system).toContain("Carol works at Globochem.");
     expect(later.system).not.toContain("Initech");
 
-    const exported = (await stack.app.memory.exportFor(acme.tenant.id, carol.userId)) as { facts: { content: string; supersededBy: string | null; source: string; sourceEventId: string | null }[] };
-    const initech = exported.facts.find((fact) => fact.content === "Carol works at Initech.");
+    const exported = await stack.app.memory.exportFor(acme.tenant.id, carol.userId);
+    const initech = exported?.facts.find((fact) => fact.content === "Carol works at Initech.");
     expect(initech?.supersededBy).toBeTruthy();
     expect(initech).toMatchObject({ source: "tool", sourceEventId: expect.stringMatching(/^\$/) });
   });
