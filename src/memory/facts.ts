@@ -346,7 +346,11 @@ function escapeLike(text: string): string {
  * the subject's own request, not an agent's). With `personId`, only a fact
  * about that person qualifies. Returns whether a fact was forgotten.
  */
-export async function forgetFactById(trx: Knex.Transaction, factId: FactId, personId?: PersonId): Promise<boolean> {
+export async function forgetFactById(
+  trx: Knex.Transaction,
+  factId: FactId,
+  personId?: PersonId,
+): Promise<boolean> {
   const query = trx("facts").where("id", factId).whereNull("valid_to");
   if (personId !== undefined) query.where("subject_person_id", personId);
   return (await query.update({ valid_to: trx.raw("clock_timestamp()") })) > 0;

@@ -210,7 +210,7 @@ describe.each(BACKENDS)("retrieval (%s)", (kind) => {
     const noTenant = await database.knex.transaction(async (trx) => {
       await trx.raw("set local role switchboard_app");
       const result = await trx.raw<{ rows: unknown[] }>(
-        "select * from memory_fact_text_candidates(?, array['launch'], array['launch'], 10, 10)",
+        "select * from memory_fact_text_candidates(?, array['launch'], 10, 10, 1000)",
         [ada],
       );
       return result.rows;
