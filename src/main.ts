@@ -1,4 +1,8 @@
 import { Conversations } from "./agents/conversation.ts";
+import { BotCommands } from "./commands/bot.ts";
+import { buildCommands } from "./commands/registry.ts";
+import { testModelKey } from "./models/key-test.ts";
+import { usageSummary } from "./tenants/usage.ts";
 import { AgentService } from "./agents/service.ts";
 import type { Agent } from "./agents/types.ts";
 import type { Config } from "./config/schema.ts";
@@ -18,6 +22,9 @@ import { TenantRepository } from "./tenants/repository.ts";
 import { TenantService } from "./tenants/service.ts";
 import type { TenantHomeserver } from "./tenants/types.ts";
 import { join } from "node:path";
+
+/** A key test is one tiny call; it should not keep an admin waiting long. */
+const KEY_TEST_TIMEOUT_MS = 15_000;
 
 /** Seams for tests and benchmarks; production passes none. */
 export interface AppOverrides {
@@ -65,6 +72,20 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     overrides.createProvider ??
     ((agent: Agent, credentials: ModelCredentials) =>
       createModelProvider(agent.provider, credentials, { timeoutMs: config.models.timeoutMs, maxRetries: config.models.maxRetries }));
+  const agents = new AgentService(db, config.models);
+  const providerKeys = new ProviderKeys(db, cipher);
+  const memory = new MemoryService(db);
+  const commands = buildCommands({
+    agents,
+    keys: providerKeys,
+    memory,
+    usage: (tenantId) => usageSummary(db, tenantId),
+    testKey: (provider, apiKey, model) => testModelKey(createModelProvider(provider, { apiKey, baseUrl: config.models[provider].baseUrl }, { timeoutMs: KEY_TEST_TIMEOUT_MS, maxRetries: 0 }), model),
+    hasManagedKey: (provider) => config.models[provider].apiKey !== undefined,
+    defaultModel: (provider) => config.models[provider].defaultModel,
+    agentPrefix: config.runtime.agentPrefix,
+  });
+  const bot = new BotCommands({ db, commands, render: markdownToHtml, log });
   const conversations = new Conversations(
     {
       db,
@@ -77,6 +98,7 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
       log,
     },
     config.runtime.agentPrefix,
+    bot,
   );
   const runtime = new Runtime({ db, config, log, tenants: tenantRepository, conversations });
   return {
@@ -86,9 +108,9 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     cipher,
     tenants: new TenantService(db, tenantRepository),
     tenantRepository,
-    agents: new AgentService(db, config.models),
-    providerKeys: new ProviderKeys(db, cipher),
-    memory: new MemoryService(db),
+    agents,
+    providerKeys,
+    memory,
     runtime,
     registrationYaml: (homeserver) => registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {

@@ -8,6 +8,7 @@ import type { Tenant } from "../tenants/types.ts";
 import { agentNameOf, agentUserId } from "./identity.ts";
 import type { ChatGateway, IncomingInvite, IncomingMessage, MembershipChange } from "./ports.ts";
 import { agentRepository } from "./repository.ts";
+import { roomPolicies } from "./room-policies.ts";
 import { chooseResponders } from "./routing.ts";
 import { runTurn, type TurnDependencies } from "./turn.ts";
 import type { AgentIdentity } from "./types.ts";
@@ -18,6 +19,15 @@ export interface TenantContext {
   readonly serverName: string;
   readonly botUserId: MatrixUserId;
   readonly chat: ChatGateway;
+}
+
+/** The service bot, as conversations need it (implemented in src/commands). */
+export interface BotHandler {
+  /** The bot joined a room (after accepting an invite). */
+  joined(context: TenantContext, roomId: RoomId, isDirect: boolean): Promise<void>;
+  left(context: TenantContext, roomId: RoomId): Promise<void>;
+  /** Runs the message as a command if it is one for the bot; false when agents may answer it. */
+  handle(context: TenantContext, message: IncomingMessage): Promise<boolean>;
 }
 
 /** Rooms with at most this many joined members are treated as DMs. */
@@ -35,8 +45,11 @@ export class Conversations {
   readonly #log: Logger;
   readonly #memberCounts = new Map<string, { count: number; at: number }>();
 
-  constructor(deps: TurnDependencies, agentPrefix: string) {
+  readonly #bot: BotHandler | undefined;
+
+  constructor(deps: TurnDependencies, agentPrefix: string, bot?: BotHandler) {
     this.#deps = deps;
+    this.#bot = bot;
     this.#agentPrefix = agentPrefix;
     this.#log = deps.log.child({ module: "conversations" });
   }
@@ -50,6 +63,7 @@ export class Conversations {
     const { tenant, chat } = context;
     if (invite.invitee === context.botUserId) {
       await chat.join(invite.invitee, invite.roomId);
+      await this.#bot?.joined(context, invite.roomId, invite.isDirect);
       return;
     }
     const name = agentNameOf(this.#agentPrefix, invite.invitee, context.serverName);
@@ -71,6 +85,10 @@ export class Conversations {
 
   async handleMembership(context: TenantContext, change: MembershipChange): Promise<void> {
     this.#memberCounts.delete(`${context.tenant.id}/${change.roomId}`);
+    if (change.userId === context.botUserId && (change.membership === "leave" || change.membership === "ban")) {
+      await this.#bot?.left(context, change.roomId);
+      return;
+    }
     const name = agentNameOf(this.#agentPrefix, change.userId, context.serverName);
     if (name === null || (change.membership !== "leave" && change.membership !== "ban" && change.membership !== "join")) return;
     const membership = change.membership === "join" ? "join" : "leave";
@@ -83,6 +101,7 @@ export class Conversations {
   async handleMessage(context: TenantContext, message: IncomingMessage): Promise<void> {
     const { tenant } = context;
     if (this.#isOurs(context, message.sender)) return;
+    if (this.#bot !== undefined && (await this.#bot.handle(context, message))) return;
     const platform = platformOfUserId(message.sender);
     const prepared = await withTenant(this.#db, tenant.id, async (trx) => {
       const agents = await agentRepository.joinedTo(trx, message.roomId);
@@ -104,7 +123,8 @@ export class Conversations {
         message.replyToEventId === null
           ? undefined
           : ((await trx("messages").where({ event_id: message.replyToEventId }).select("sender").first()) as { sender: string } | undefined);
-      return { agents, personId, flaggedDirect: room?.is_direct === true, repliedToSender: (repliedTo?.sender as MatrixUserId | undefined) ?? null };
+      const policies = await roomPolicies.forRoom(trx, message.roomId);
+      return { agents, personId, policies, flaggedDirect: room?.is_direct === true, repliedToSender: (repliedTo?.sender as MatrixUserId | undefined) ?? null };
     });
     if (prepared === null) return;
 
@@ -113,7 +133,7 @@ export class Conversations {
       userId: agentUserId(this.#agentPrefix, agent.name, context.serverName),
     }));
     const isDirect = prepared.flaggedDirect || (await this.#memberCount(context, identities[0] as AgentIdentity, message.roomId)) <= DIRECT_ROOM_MAX_MEMBERS;
-    const responders = chooseResponders({ message, agents: identities, isDirect, repliedToSender: prepared.repliedToSender });
+    const responders = chooseResponders({ message, agents: identities, isDirect, repliedToSender: prepared.repliedToSender, roomPolicies: prepared.policies });
     if (tenant.status !== "active") {
       if (responders.length > 0) this.#log.info({ tenantId: tenant.id }, "tenant suspended; not answering");
       return;

@@ -5,7 +5,8 @@ import { withTenant } from "../db/tenant-transaction.ts";
 import { conflict, notFound } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 import { agentRepository } from "./repository.ts";
-import type { Agent } from "./types.ts";
+import { roomPolicies } from "./room-policies.ts";
+import type { Agent, RoomTriggerPolicy } from "./types.ts";
 import { AgentChangesSchema, NewAgentSchema, parseOrThrow, type AgentSettings } from "./validation.ts";
 
 /**
@@ -88,6 +89,29 @@ export class AgentService {
     const agent = await withTenant(this.#db, tenantId, (trx) => agentRepository.findByName(trx, name));
     if (agent === undefined) throw notFound(`agent "${name}"`);
     return agent;
+  }
+
+  /** Sets (or with `default`, clears) how an agent answers in one room. */
+  async setRoomPolicy(tenantId: TenantId, roomId: string, name: string, policy: RoomTriggerPolicy | "default", by: Actor): Promise<Agent> {
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const agent = await agentRepository.findByName(trx, name);
+      if (agent === undefined) throw notFound(`agent "${name}"`);
+      if (policy === "default") await roomPolicies.clear(trx, roomId, agent.id);
+      else await roomPolicies.set(trx, tenantId, roomId, agent.id, policy);
+      await auditLog.recordBy(trx, tenantId, by, "room.policy", name, { roomId, policy });
+      return agent;
+    });
+  }
+
+  /** Each agent's effective policy in a room: the room's override or the agent's own. */
+  async roomPolicies(tenantId: TenantId, roomId: string): Promise<{ agent: Agent; policy: string; overridden: boolean }[]> {
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const overrides = await roomPolicies.forRoom(trx, roomId);
+      return (await agentRepository.list(trx)).map((agent) => {
+        const override = overrides.get(agent.id);
+        return { agent, policy: override ?? agent.triggerPolicy, overridden: override !== undefined };
+      });
+    });
   }
 
   /** Rooms the agent is joined to, as last seen. */

@@ -173,6 +173,38 @@ agent
     }),
   );
 
+const admin = program.command("admin").description("who administers a tenant by chatting with the bot");
+admin
+  .command("add")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .argument("<userId>", "Matrix ID")
+  .action((userId: string, options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      await app.tenants.addAdmin(found.id, userId, "operator", OPERATOR);
+      writeOut(`${userId} now administers ${found.slug} by chat`);
+    }),
+  );
+admin
+  .command("remove")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .argument("<userId>", "Matrix ID")
+  .action((userId: string, options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      writeOut((await app.tenants.removeAdmin(found.id, userId, OPERATOR)) ? `${userId} is no longer an admin` : `${userId} was not an admin`);
+    }),
+  );
+admin
+  .command("list")
+  .requiredOption("--tenant <slug>", "tenant slug")
+  .action((options: { tenant: string }) =>
+    withApp(async (app) => {
+      const found = await app.tenants.requireBySlug(options.tenant);
+      for (const row of await app.tenants.admins(found.id)) writeOut(`${row.userId}\t${row.source}`);
+    }),
+  );
+
 const person = program.command("person").description("people as the agents know them");
 person
   .command("link")

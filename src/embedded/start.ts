@@ -19,6 +19,8 @@ export interface DemoDetails {
   readonly user: string;
   readonly password: string;
   readonly agent: string;
+  /** The service bot: DM it to manage agents by chat. */
+  readonly bot: string;
   readonly modelConfigured: boolean;
 }
 
@@ -74,6 +76,8 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
   await app.runtime.start();
 
   await ensureHumanAccount(clientUrl, stored, adminLocalpart);
+  // The person trying the service is its bootstrap admin, in chat too.
+  await app.tenants.addAdmin(tenant.id, `@${adminLocalpart}:${serverName}`, "bootstrap", { id: "operator", via: "cli" });
   const agentName = await ensureDemoAgent(app, tenant.id, demoAgentName);
   const demo: DemoDetails = {
     homeserverUrl: clientUrl,
@@ -81,6 +85,7 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
     user: `@${adminLocalpart}:${serverName}`,
     password: stored.password,
     agent: agentUserId(config.runtime.agentPrefix, agentName, serverName),
+    bot: `@${config.runtime.botLocalpart}:${serverName}`,
     modelConfigured: config.models.openai.apiKey !== undefined || config.models.anthropic.apiKey !== undefined || config.models.openai.baseUrl !== "https://api.openai.com/v1",
   };
   await writeFile(join(config.dataDir, DEMO_FILE), `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });

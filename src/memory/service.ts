@@ -2,14 +2,22 @@ import type { Knex } from "knex";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { badRequest } from "../shared/errors.ts";
-import { isMatrixUserId, isUuid, type FactId, type MatrixUserId, type PersonId, type TenantId } from "../shared/ids.ts";
+import {
+  isMatrixUserId,
+  isUuid,
+  type FactId,
+  type MatrixUserId,
+  type PersonId,
+  type TenantId,
+} from "../shared/ids.ts";
 import { exportPersonData, type PersonExport } from "./export.ts";
 import { deleteFactsOfPerson, forgetFactById, listFacts } from "./facts.ts";
 import { linkIdentities, personIdsFor, unlinkIdentity } from "./people.ts";
 import type { Fact } from "./types.ts";
 
 function requireUserId(value: string): MatrixUserId {
-  if (!isMatrixUserId(value)) throw badRequest(`"${value.slice(0, 80)}" is not a Matrix ID like @alice:example.org`);
+  if (!isMatrixUserId(value))
+    throw badRequest(`"${value.slice(0, 80)}" is not a Matrix ID like @alice:example.org`);
   return value;
 }
 
@@ -58,8 +66,16 @@ export class MemoryService {
    * Forgets one fact by id. With `onlyAbout`, the fact must be about the
    * person behind that Matrix ID (people forgetting their own facts).
    */
-  async forgetFact(tenantId: TenantId, factId: string, by: Actor, onlyAbout?: string): Promise<boolean> {
-    if (!isUuid(factId)) throw badRequest(`"${factId.slice(0, 80)}" is not a fact id (they look like 1b4e28ba-2fa1-11d2-883f-0016d3cca427)`);
+  async forgetFact(
+    tenantId: TenantId,
+    factId: string,
+    by: Actor,
+    onlyAbout?: string,
+  ): Promise<boolean> {
+    if (!isUuid(factId))
+      throw badRequest(
+        `"${factId.slice(0, 80)}" is not a fact id (they look like 1b4e28ba-2fa1-11d2-883f-0016d3cca427)`,
+      );
     return withTenant(this.#db, tenantId, async (trx) => {
       let personId: PersonId | undefined;
       if (onlyAbout !== undefined) {

@@ -39,15 +39,18 @@ export interface LoggerOptions {
   level: string;
   /** Human-readable output for a terminal; JSON lines otherwise. */
   pretty: boolean;
+  /** Where JSON lines go instead of standard output (tests inspect logs this way). */
+  destination?: NodeJS.WritableStream;
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  return pino({
+  const settings = {
     level: options.level,
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
     base: { service: "switchboard" },
     ...(options.pretty
       ? { transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service" } } }
       : {}),
-  });
+  };
+  return options.destination === undefined ? pino(settings) : pino(settings, options.destination);
 }

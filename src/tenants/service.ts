@@ -1,9 +1,12 @@
 import type { Knex } from "knex";
 import { z } from "zod";
 import { parseOrThrow } from "../agents/validation.ts";
-import { withSystemTransaction } from "../db/tenant-transaction.ts";
+import { auditLog, type Actor } from "../audit/audit-log.ts";
+import { withSystemTransaction, withTenant } from "../db/tenant-transaction.ts";
 import { generateToken, sha256Hex } from "../secrets/cipher.ts";
-import { conflict, notFound } from "../shared/errors.ts";
+import { badRequest, conflict, notFound } from "../shared/errors.ts";
+import { isMatrixUserId, type TenantId } from "../shared/ids.ts";
+import { tenantAdmins, type AdminSource } from "./admins.ts";
 import type { TenantRepository } from "./repository.ts";
 import type { Tenant, TenantHomeserver } from "./types.ts";
 
@@ -47,6 +50,27 @@ export class TenantService {
       await this.#tenants.insertHomeserver(trx, homeserver);
       return { tenant, homeserver };
     });
+  }
+
+  /** Lets a Matrix ID administer the tenant by chat. */
+  async addAdmin(tenantId: TenantId, userId: string, source: AdminSource, by: Actor): Promise<void> {
+    if (!isMatrixUserId(userId)) throw badRequest(`"${userId.slice(0, 80)}" is not a Matrix ID like @alice:example.org`);
+    await withTenant(this.#db, tenantId, async (trx) => {
+      await tenantAdmins.add(trx, tenantId, userId, source);
+      await auditLog.recordBy(trx, tenantId, by, "admin.add", userId, { source });
+    });
+  }
+
+  async removeAdmin(tenantId: TenantId, userId: string, by: Actor): Promise<boolean> {
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const removed = await tenantAdmins.remove(trx, userId);
+      if (removed) await auditLog.recordBy(trx, tenantId, by, "admin.remove", userId);
+      return removed;
+    });
+  }
+
+  async admins(tenantId: TenantId): Promise<{ userId: string; source: AdminSource }[]> {
+    return withTenant(this.#db, tenantId, (trx) => tenantAdmins.list(trx));
   }
 
   async requireBySlug(slug: string): Promise<Tenant> {

@@ -44,9 +44,10 @@ export class MatrixTestUser {
     return json;
   }
 
-  async createRoom(options: { invite?: string[]; isDirect?: boolean; name?: string } = {}): Promise<string> {
+  /** `trusted_private_chat` is what clients use for DMs: invitees get the creator's power level. */
+  async createRoom(options: { invite?: string[]; isDirect?: boolean; name?: string; preset?: "private_chat" | "trusted_private_chat" } = {}): Promise<string> {
     const { room_id } = await this.request<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", {
-      preset: "private_chat",
+      preset: options.preset ?? "private_chat",
       invite: options.invite ?? [],
       is_direct: options.isDirect ?? false,
       ...(options.name === undefined ? {} : { name: options.name }),

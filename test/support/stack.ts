@@ -40,6 +40,8 @@ export interface StackOptions {
   readonly database?: DatabaseKind;
   readonly editThrottleMs?: number;
   readonly extractFacts?: boolean;
+  /** Receives every log line at debug level (for tests that inspect logs). */
+  readonly logSink?: NodeJS.WritableStream;
 }
 
 /**
@@ -63,7 +65,10 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     {},
     "test config",
   );
-  const log = createLogger({ level: config.log.level, pretty: false });
+  const log =
+    options.logSink === undefined
+      ? createLogger({ level: config.log.level, pretty: false })
+      : createLogger({ level: "debug", pretty: false, destination: options.logSink });
   let app = await createApp(config, { database, log });
   const runtimeUrl = await app.runtime.start();
   const homeservers: TestHomeserver[] = [];
