@@ -1,7 +1,7 @@
 import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { messageFrom, type ClientEvent, type MatrixTestUser } from "../support/matrix-user.ts";
-import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
+import { startStack, TEST_MODEL_KEY, type StackTenant, type TestStack } from "../support/stack.ts";
 
 const SECRET_KEY = "sk-live-4f9c2d7e8a1b3c5d6e7f8091a2b3c4d5";
 
@@ -99,6 +99,14 @@ describe("tenant administration by chatting with the bot", () => {
       expect(JSON.stringify(await stack.database.knex(table).select()), table).not.toContain(SECRET_KEY);
     }
     expect(logs.join("")).not.toContain(SECRET_KEY);
+
+    // The model server does not know this key: the test call says so, with progress first.
+    const rejected = await command(root, rootDm, "key test openai");
+    expect(rejected.content.body).toMatch(/key was rejected/);
+    await root.sendText(rootDm, `key set openai ${TEST_MODEL_KEY}`);
+    await root.waitForEvent(rootDm, (event) => messageFrom(bot)(event) && String(event.content.body).includes(`…${TEST_MODEL_KEY.slice(-4)}`));
+    expect((await command(root, rootDm, "key test openai")).content.body).toMatch(/works/);
+    expect((await command(root, rootDm, "providers")).content.body).toMatch(/openai.*own key `…/);
   });
 
   it("a non-admin is refused admin commands but can see, export and erase their own memory", async () => {
