@@ -124,6 +124,7 @@ export async function retrieveFacts(trx: Knex.Transaction, query: FactQuery): Pr
     queryText: text,
     agent: query.agentId,
     persons: [...new Set(query.personIds)],
+    people: query.onlyThesePeople === true ? [...new Set(query.personIds)] : null,
     room: query.roomId,
     words: trigramWords(text),
     maxLexemes: MAX_QUERY_LEXEMES,
@@ -226,7 +227,8 @@ with query as (
 text_hits as materialized (
   select hits.*
     from query,
-         memory_fact_text_candidates(:agent, query.lexemes, :perTerm, :countCap, :maxPostings) hits
+         memory_fact_text_candidates(:agent, query.lexemes, :people::uuid[], :perTerm, :countCap,
+                                     :maxPostings) hits
 ),
 term_stats as materialized (
   select distinct term, ln(1 + :countCap::float8 / greatest(term_matches, 1)) as idf
@@ -291,4 +293,5 @@ select ${FACT_COLUMNS.map((column) => `f.${column}`).join(", ")},
  where f.id = any(array(select id from candidates))
    and f.valid_to is null
    and (f.agent_id is null or f.agent_id = :agent)
+   and (:people::uuid[] is null or f.subject_person_id is null or f.subject_person_id = any(:people::uuid[]))
 `;

@@ -48,6 +48,12 @@ export interface FactQuery {
   readonly agentId: AgentId;
   /** The person(s) in the conversation; facts about them rank first. */
   readonly personIds: readonly PersonId[];
+  /**
+   * When true, facts about people other than `personIds` are never returned
+   * (facts about the room and the tenant still are), and they take no
+   * candidate slots. Default false: "who here plays jazz?" finds colleagues.
+   */
+  readonly onlyThesePeople?: boolean | undefined;
   readonly roomId: RoomId | null;
   /** The text to match (usually the message being answered). */
   readonly text: string;

@@ -115,6 +115,19 @@ describe.each(BACKENDS)("retrieval (%s)", (kind) => {
     );
   });
 
+  it("leaves other people's facts out when asked to", async () => {
+    const onlyAlice = { onlyThesePeople: true };
+    expect(await ask("who plays jazz trumpet?", onlyAlice)).not.toContain(
+      "Bob plays the trumpet in a jazz band on Fridays",
+    );
+    expect((await ask("what's the wifi network called", onlyAlice))[0]).toBe(
+      "The office wifi network is called AcmeGuest",
+    );
+    expect((await ask("what is my favourite colour?", onlyAlice))[0]).toBe(
+      "my favourite colour is green",
+    );
+  });
+
   it("matches spelling variants and typos through trigrams", async () => {
     expect((await ask("favorite color"))[0]).toBe("my favourite colour is green");
     expect(await ask("is she alergic to anything?")).toContain(
@@ -210,7 +223,7 @@ describe.each(BACKENDS)("retrieval (%s)", (kind) => {
     const noTenant = await database.knex.transaction(async (trx) => {
       await trx.raw("set local role switchboard_app");
       const result = await trx.raw<{ rows: unknown[] }>(
-        "select * from memory_fact_text_candidates(?, array['launch'], 10, 10, 1000)",
+        "select * from memory_fact_text_candidates(?, array['launch'], null, 10, 10, 1000)",
         [ada],
       );
       return result.rows;

@@ -54,17 +54,18 @@ export async function up(knex: Knex): Promise<void> {
 
   await knex.raw(CANDIDATES_FUNCTION);
   await knex.raw(
-    "revoke all on function memory_fact_text_candidates(uuid, text[], integer, integer, integer) from public",
+    "revoke all on function memory_fact_text_candidates(uuid, text[], uuid[], integer, integer, integer) from public",
   );
   await knex.raw(
-    `grant execute on function memory_fact_text_candidates(uuid, text[], integer, integer, integer) to ${APP_ROLE}`,
+    `grant execute on function memory_fact_text_candidates(uuid, text[], uuid[], integer, integer, integer) to ${APP_ROLE}`,
   );
 }
 
 /**
- * memory_fact_text_candidates(agent, lexemes, per_term, count_cap, max_postings)
+ * memory_fact_text_candidates(agent, lexemes, people, per_term, count_cap, max_postings)
  * returns (fact_id, kind, term, term_matches) rows for the current tenant's
- * current facts visible to `agent` (shared, or private to it):
+ * current facts visible to `agent` (shared, or private to it) and, when
+ * `people` is not null, not about anyone else than those people:
  * - kind 'lexeme': up to per_term facts containing the full-text lexeme
  *   `term`; term_matches counts its matches up to count_cap (its rarity);
  * - kind 'common' (fact_id null): the lexeme is in more than max_postings
@@ -86,7 +87,8 @@ export async function up(knex: Knex): Promise<void> {
  */
 const CANDIDATES_FUNCTION = `
 create or replace function memory_fact_text_candidates(
-  p_agent_id uuid, p_lexemes text[], p_per_term integer, p_count_cap integer, p_max_postings integer
+  p_agent_id uuid, p_lexemes text[], p_people uuid[],
+  p_per_term integer, p_count_cap integer, p_max_postings integer
 ) returns table (fact_id uuid, kind text, term text, term_matches integer)
 language plpgsql stable security definer
 set search_path = pg_catalog, public
@@ -130,6 +132,7 @@ begin
        where f.content_tsv @@ v_query and f.valid_to is null
          and coalesce(f.tenant_id = v_tenant, false)
          and (f.agent_id is null or f.agent_id = p_agent_id)
+         and (p_people is null or f.subject_person_id is null or f.subject_person_id = any(p_people))
        limit p_count_cap);
     if cardinality(v_ids) > 0 then
       v_matched := v_matched || v_term;
@@ -146,6 +149,7 @@ begin
        where f.content_tsv @@ v_query and f.valid_to is null
          and coalesce(f.tenant_id = v_tenant, false)
          and (f.agent_id is null or f.agent_id = p_agent_id)
+         and (p_people is null or f.subject_person_id is null or f.subject_person_id = any(p_people))
        limit p_per_term;
   end if;
   if cardinality(v_matched) >= 3 then
@@ -157,6 +161,7 @@ begin
        where f.content_tsv @@ v_query and f.valid_to is null
          and coalesce(f.tenant_id = v_tenant, false)
          and (f.agent_id is null or f.agent_id = p_agent_id)
+         and (p_people is null or f.subject_person_id is null or f.subject_person_id = any(p_people))
        limit p_per_term;
   end if;
 end
