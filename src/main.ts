@@ -55,7 +55,10 @@ export interface App {
  * migrates) the database but starts no listener; callers start what they
  * run (`runtime.start()`), so tests boot exactly this.
  */
-export async function createApp(config: Readonly<Config>, overrides: AppOverrides = {}): Promise<App> {
+export async function createApp(
+  config: Readonly<Config>,
+  overrides: AppOverrides = {},
+): Promise<App> {
   const log = overrides.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
   const database =
     overrides.database ??
@@ -71,7 +74,10 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
   const createProvider =
     overrides.createProvider ??
     ((agent: Agent, credentials: ModelCredentials) =>
-      createModelProvider(agent.provider, credentials, { timeoutMs: config.models.timeoutMs, maxRetries: config.models.maxRetries }));
+      createModelProvider(agent.provider, credentials, {
+        timeoutMs: config.models.timeoutMs,
+        maxRetries: config.models.maxRetries,
+      }));
   const agents = new AgentService(db, config.models);
   const providerKeys = new ProviderKeys(db, cipher);
   const memory = new MemoryService(db);
@@ -80,7 +86,15 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     keys: providerKeys,
     memory,
     usage: (tenantId) => usageSummary(db, tenantId),
-    testKey: (provider, apiKey, model) => testModelKey(createModelProvider(provider, { apiKey, baseUrl: config.models[provider].baseUrl }, { timeoutMs: KEY_TEST_TIMEOUT_MS, maxRetries: 0 }), model),
+    testKey: (provider, apiKey, model) =>
+      testModelKey(
+        createModelProvider(
+          provider,
+          { apiKey, baseUrl: config.models[provider].baseUrl },
+          { timeoutMs: KEY_TEST_TIMEOUT_MS, maxRetries: 0 },
+        ),
+        model,
+      ),
     hasManagedKey: (provider) => config.models[provider].apiKey !== undefined,
     defaultModel: (provider) => config.models[provider].defaultModel,
     agentPrefix: config.runtime.agentPrefix,
@@ -112,7 +126,8 @@ export async function createApp(config: Readonly<Config>, overrides: AppOverride
     providerKeys,
     memory,
     runtime,
-    registrationYaml: (homeserver) => registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
+    registrationYaml: (homeserver) =>
+      registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {
       await runtime.stop();
       if (overrides.database === undefined) await database.close();

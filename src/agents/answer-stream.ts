@@ -58,7 +58,8 @@ export class AnswerStream {
     this.#text += delta;
     const now = this.#now();
     const since = this.#eventId === null ? now - this.#startedAt : now - this.#lastFlushAt;
-    if (since >= this.#options.editThrottleMs && this.#text.trim() !== "") await this.#show(this.#text + IN_PROGRESS_MARK, "progress");
+    if (since >= this.#options.editThrottleMs && this.#text.trim() !== "")
+      await this.#show(this.#text + IN_PROGRESS_MARK, "progress");
   }
 
   /** Shows the complete answer; returns the reply's event id. */
@@ -73,17 +74,28 @@ export class AnswerStream {
     return this.#show(text, "final", this.#text.trim() === "" ? "m.notice" : "m.text");
   }
 
-  async #show(text: string, phase: "progress" | "final", msgtype: OutgoingMessage["msgtype"] = "m.text"): Promise<EventId> {
+  async #show(
+    text: string,
+    phase: "progress" | "final",
+    msgtype: OutgoingMessage["msgtype"] = "m.text",
+  ): Promise<EventId> {
     this.#lastFlushAt = this.#now();
     if (text === this.#shownText && this.#eventId !== null) return this.#eventId;
     const { chat, sender, roomId, threadRootId, replyTo, idempotencyKey, render } = this.#options;
-    const message: OutgoingMessage = { msgtype, body: text, html: render(text), threadRootId, replyTo };
+    const message: OutgoingMessage = {
+      msgtype,
+      body: text,
+      html: render(text),
+      threadRootId,
+      replyTo,
+    };
     if (this.#eventId === null) {
       this.#eventId = await chat.send(sender, roomId, message, `${idempotencyKey}/post`);
       await this.#options.onPosted(this.#eventId);
     } else {
       this.#edits += 1;
-      const key = phase === "final" ? `${idempotencyKey}/final` : `${idempotencyKey}/edit/${this.#edits}`;
+      const key =
+        phase === "final" ? `${idempotencyKey}/final` : `${idempotencyKey}/edit/${this.#edits}`;
       await chat.edit(sender, roomId, this.#eventId, message, key);
     }
     this.#shownText = text;

@@ -68,16 +68,23 @@ export class Conversations {
     }
     const name = agentNameOf(this.#agentPrefix, invite.invitee, context.serverName);
     if (name === null) return;
-    const agent = await withTenant(this.#db, tenant.id, (trx) => agentRepository.findByName(trx, name));
+    const agent = await withTenant(this.#db, tenant.id, (trx) =>
+      agentRepository.findByName(trx, name),
+    );
     if (agent === undefined || agent.status !== "active" || tenant.status !== "active") {
-      this.#log.info({ tenantId: tenant.id, roomId: invite.roomId, invitee: invite.invitee }, "declining invite: no such active agent");
+      this.#log.info(
+        { tenantId: tenant.id, roomId: invite.roomId, invitee: invite.invitee },
+        "declining invite: no such active agent",
+      );
       await chat.leave(invite.invitee, invite.roomId);
       return;
     }
     await chat.ensureProfile(invite.invitee, agent.displayName, agent.avatarUrl);
     await chat.join(invite.invitee, invite.roomId);
     await withTenant(this.#db, tenant.id, async (trx) => {
-      const upsert = trx("rooms").insert({ tenant_id: tenant.id, room_id: invite.roomId, is_direct: invite.isDirect }).onConflict(["tenant_id", "room_id"]);
+      const upsert = trx("rooms")
+        .insert({ tenant_id: tenant.id, room_id: invite.roomId, is_direct: invite.isDirect })
+        .onConflict(["tenant_id", "room_id"]);
       await (invite.isDirect ? upsert.merge({ is_direct: true }) : upsert.ignore());
       await agentRepository.setMembership(trx, tenant.id, agent.id, invite.roomId, "join");
     });
@@ -85,16 +92,30 @@ export class Conversations {
 
   async handleMembership(context: TenantContext, change: MembershipChange): Promise<void> {
     this.#memberCounts.delete(`${context.tenant.id}/${change.roomId}`);
-    if (change.userId === context.botUserId && (change.membership === "leave" || change.membership === "ban")) {
+    if (
+      change.userId === context.botUserId &&
+      (change.membership === "leave" || change.membership === "ban")
+    ) {
       await this.#bot?.left(context, change.roomId);
       return;
     }
     const name = agentNameOf(this.#agentPrefix, change.userId, context.serverName);
-    if (name === null || (change.membership !== "leave" && change.membership !== "ban" && change.membership !== "join")) return;
+    if (
+      name === null ||
+      (change.membership !== "leave" && change.membership !== "ban" && change.membership !== "join")
+    )
+      return;
     const membership = change.membership === "join" ? "join" : "leave";
     await withTenant(this.#db, context.tenant.id, async (trx) => {
       const agent = await agentRepository.findByName(trx, name);
-      if (agent !== undefined) await agentRepository.setMembership(trx, context.tenant.id, agent.id, change.roomId, membership);
+      if (agent !== undefined)
+        await agentRepository.setMembership(
+          trx,
+          context.tenant.id,
+          agent.id,
+          change.roomId,
+          membership,
+        );
     });
   }
 
@@ -118,13 +139,23 @@ export class Conversations {
         body: message.body,
         sentAt: message.sentAt,
       });
-      const room = (await trx("rooms").where({ room_id: message.roomId }).first()) as { is_direct: boolean } | undefined;
+      const room = (await trx("rooms").where({ room_id: message.roomId }).first()) as
+        { is_direct: boolean } | undefined;
       const repliedTo =
         message.replyToEventId === null
           ? undefined
-          : ((await trx("messages").where({ event_id: message.replyToEventId }).select("sender").first()) as { sender: string } | undefined);
+          : ((await trx("messages")
+              .where({ event_id: message.replyToEventId })
+              .select("sender")
+              .first()) as { sender: string } | undefined);
       const policies = await roomPolicies.forRoom(trx, message.roomId);
-      return { agents, personId, policies, flaggedDirect: room?.is_direct === true, repliedToSender: (repliedTo?.sender as MatrixUserId | undefined) ?? null };
+      return {
+        agents,
+        personId,
+        policies,
+        flaggedDirect: room?.is_direct === true,
+        repliedToSender: (repliedTo?.sender as MatrixUserId | undefined) ?? null,
+      };
     });
     if (prepared === null) return;
 
@@ -132,23 +163,51 @@ export class Conversations {
       agent,
       userId: agentUserId(this.#agentPrefix, agent.name, context.serverName),
     }));
-    const isDirect = prepared.flaggedDirect || (await this.#memberCount(context, identities[0] as AgentIdentity, message.roomId)) <= DIRECT_ROOM_MAX_MEMBERS;
-    const responders = chooseResponders({ message, agents: identities, isDirect, repliedToSender: prepared.repliedToSender, roomPolicies: prepared.policies });
+    const isDirect =
+      prepared.flaggedDirect ||
+      (await this.#memberCount(context, identities[0] as AgentIdentity, message.roomId)) <=
+        DIRECT_ROOM_MAX_MEMBERS;
+    const responders = chooseResponders({
+      message,
+      agents: identities,
+      isDirect,
+      repliedToSender: prepared.repliedToSender,
+      roomPolicies: prepared.policies,
+    });
     if (tenant.status !== "active") {
-      if (responders.length > 0) this.#log.info({ tenantId: tenant.id }, "tenant suspended; not answering");
+      if (responders.length > 0)
+        this.#log.info({ tenantId: tenant.id }, "tenant suspended; not answering");
       return;
     }
     // One after another: several agents in a room take turns rather than talk over each other.
     for (const identity of responders) {
-      await runTurn(this.#deps, { tenantId: tenant.id, chat: context.chat, isDirect, personId: prepared.personId, platform }, identity, message);
+      await runTurn(
+        this.#deps,
+        {
+          tenantId: tenant.id,
+          chat: context.chat,
+          isDirect,
+          personId: prepared.personId,
+          platform,
+        },
+        identity,
+        message,
+      );
     }
   }
 
   #isOurs(context: TenantContext, userId: MatrixUserId): boolean {
-    return userId === context.botUserId || agentNameOf(this.#agentPrefix, userId, context.serverName) !== null;
+    return (
+      userId === context.botUserId ||
+      agentNameOf(this.#agentPrefix, userId, context.serverName) !== null
+    );
   }
 
-  async #memberCount(context: TenantContext, asAgent: AgentIdentity, roomId: RoomId): Promise<number> {
+  async #memberCount(
+    context: TenantContext,
+    asAgent: AgentIdentity,
+    roomId: RoomId,
+  ): Promise<number> {
     const key = `${context.tenant.id}/${roomId}`;
     const cached = this.#memberCounts.get(key);
     if (cached !== undefined && Date.now() - cached.at < MEMBER_COUNT_CACHE_MS) return cached.count;
@@ -157,4 +216,3 @@ export class Conversations {
     return count;
   }
 }
-

@@ -28,14 +28,22 @@ export async function resolveCredentials(
   const managed = models[agent.provider];
   const baseUrl = agent.baseUrl ?? managed.baseUrl;
   if (agent.keySource === "own") {
-    const row = (await trx("provider_keys").where({ provider: agent.provider }).first()) as { key_encrypted: string } | undefined;
+    const row = (await trx("provider_keys").where({ provider: agent.provider }).first()) as
+      { key_encrypted: string } | undefined;
     if (row === undefined) {
-      return { ok: false, reason: `${agent.displayName} is set to use your own ${agent.provider} key, but none is stored. A tenant admin can add one.` };
+      return {
+        ok: false,
+        reason: `${agent.displayName} is set to use your own ${agent.provider} key, but none is stored. A tenant admin can add one.`,
+      };
     }
     return { ok: true, credentials: { apiKey: cipher.decrypt(row.key_encrypted), baseUrl } };
   }
-  if (managed.apiKey !== undefined) return { ok: true, credentials: { apiKey: managed.apiKey, baseUrl } };
-  if (agent.provider === "openai" && (agent.baseUrl !== null || models.openai.baseUrl !== "https://api.openai.com/v1")) {
+  if (managed.apiKey !== undefined)
+    return { ok: true, credentials: { apiKey: managed.apiKey, baseUrl } };
+  if (
+    agent.provider === "openai" &&
+    (agent.baseUrl !== null || models.openai.baseUrl !== "https://api.openai.com/v1")
+  ) {
     return { ok: true, credentials: { apiKey: KEYLESS_PLACEHOLDER, baseUrl } };
   }
   return {

@@ -12,7 +12,12 @@ export const EXTRACTION_INSTRUCTIONS =
   "Only facts worth remembering next week. Reply with the JSON array only; [] when there is nothing.";
 
 const extractedSchema = z
-  .array(z.object({ key: z.string().trim().min(1).max(100).nullish(), content: z.string().trim().min(3).max(MAX_EXTRACTED_FACT_CHARS) }))
+  .array(
+    z.object({
+      key: z.string().trim().min(1).max(100).nullish(),
+      content: z.string().trim().min(3).max(MAX_EXTRACTED_FACT_CHARS),
+    }),
+  )
   .max(20);
 
 export interface ExtractedFact {
@@ -25,12 +30,19 @@ export interface ExtractedFact {
  * facts the person stated and returns the well-formed ones. Anything
  * malformed yields nothing; the caller treats failures as "no facts".
  */
-export async function extractFacts(provider: ModelProvider, agent: Agent, said: string, answered: string): Promise<ExtractedFact[]> {
+export async function extractFacts(
+  provider: ModelProvider,
+  agent: Agent,
+  said: string,
+  answered: string,
+): Promise<ExtractedFact[]> {
   let text = "";
   for await (const event of provider.stream({
     model: agent.model,
     system: EXTRACTION_INSTRUCTIONS,
-    messages: [{ role: "user", content: `The person said:\n${said}\n\nThe agent answered:\n${answered}` }],
+    messages: [
+      { role: "user", content: `The person said:\n${said}\n\nThe agent answered:\n${answered}` },
+    ],
     temperature: 0,
     maxTokens: 512,
   })) {
@@ -51,5 +63,7 @@ export function parseExtractedFacts(text: string): ExtractedFact[] {
   }
   const result = extractedSchema.safeParse(parsed);
   if (!result.success) return [];
-  return result.data.slice(0, MAX_EXTRACTED_FACTS).map((fact) => ({ key: fact.key?.toLowerCase() ?? null, content: fact.content }));
+  return result.data
+    .slice(0, MAX_EXTRACTED_FACTS)
+    .map((fact) => ({ key: fact.key?.toLowerCase() ?? null, content: fact.content }));
 }

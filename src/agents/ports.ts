@@ -25,9 +25,20 @@ export interface ChatGateway {
    * its transaction cache; rate limits are waited out and retried. Resolves to
    * the event id.
    */
-  send(sender: MatrixUserId, roomId: RoomId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId>;
+  send(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    message: OutgoingMessage,
+    idempotencyKey: string,
+  ): Promise<EventId>;
   /** Replaces the content of an earlier message of `sender` (m.replace). Same idempotency contract as send. */
-  edit(sender: MatrixUserId, roomId: RoomId, original: EventId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId>;
+  edit(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    original: EventId,
+    message: OutgoingMessage,
+    idempotencyKey: string,
+  ): Promise<EventId>;
   /** Best effort: typing failures are logged, never thrown. */
   setTyping(sender: MatrixUserId, roomId: RoomId, typing: boolean): Promise<void>;
   /** Registers the user if needed and joins the room. */
@@ -42,7 +53,12 @@ export interface ChatGateway {
   /** Removes an event's content (needs redact power unless it is `asUser`'s own event). */
   redact(asUser: MatrixUserId, roomId: RoomId, eventId: EventId, reason: string): Promise<void>;
   /** Uploads a file and posts it as an m.file message; same idempotency contract as send. */
-  sendFile(sender: MatrixUserId, roomId: RoomId, file: OutgoingFile, idempotencyKey: string): Promise<EventId>;
+  sendFile(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    file: OutgoingFile,
+    idempotencyKey: string,
+  ): Promise<EventId>;
 }
 
 export interface OutgoingFile {

@@ -21,7 +21,11 @@ export interface PromptInput {
   readonly history: readonly HistoryMessage[];
   /** Retrieved facts, only about this person, this room or the team. */
   readonly facts: readonly Fact[];
-  readonly current: { readonly sender: MatrixUserId; readonly platform: Platform; readonly body: string };
+  readonly current: {
+    readonly sender: MatrixUserId;
+    readonly platform: Platform;
+    readonly body: string;
+  };
   readonly now: Date;
 }
 
@@ -42,13 +46,17 @@ export function buildPrompt(input: PromptInput): Prompt {
   const lines = [
     `You are ${agent.displayName} (${input.agentUserId}), an AI agent in ${where} on Matrix.`,
     `It is ${input.now.toISOString().slice(0, 16).replace("T", " ")} UTC. The person talking to you is ${input.current.sender}` +
-      (input.current.platform === "matrix" ? "." : `, writing from ${input.current.platform} through a bridge.`),
+      (input.current.platform === "matrix"
+        ? "."
+        : `, writing from ${input.current.platform} through a bridge.`),
     "Answer concisely in Markdown. Use the remember tool for durable facts people tell you about themselves, and the forget tool when they ask you to forget something.",
   ];
-  if (agent.instructions.trim() !== "") lines.push("", "Your instructions:", agent.instructions.trim());
+  if (agent.instructions.trim() !== "")
+    lines.push("", "Your instructions:", agent.instructions.trim());
   if (input.facts.length > 0) {
     lines.push("", "What you remember (most relevant first):");
-    for (const fact of input.facts) lines.push(`- ${SUBJECT_LABEL[fact.subject.kind]} ${fact.content}`);
+    for (const fact of input.facts)
+      lines.push(`- ${SUBJECT_LABEL[fact.subject.kind]} ${fact.content}`);
   }
 
   const turns: { role: "user" | "assistant"; content: string }[] = [];
@@ -61,7 +69,10 @@ export function buildPrompt(input: PromptInput): Prompt {
     if (message.agentId === agent.id) push("assistant", message.body);
     else push("user", input.isDirect ? message.body : `${message.sender}: ${message.body}`);
   }
-  push("user", input.isDirect ? input.current.body : `${input.current.sender}: ${input.current.body}`);
+  push(
+    "user",
+    input.isDirect ? input.current.body : `${input.current.sender}: ${input.current.body}`,
+  );
   // Conversations must open with the user (Anthropic requires it).
   while (turns[0]?.role === "assistant") turns.shift();
   return { system: lines.join("\n"), messages: turns };

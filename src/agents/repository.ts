@@ -56,7 +56,10 @@ const COLUMN_OF: Record<keyof AgentSettings, string> = {
   status: "status",
 };
 
-function toColumns(settings: { [K in keyof AgentSettings]?: AgentSettings[K] | undefined }): Record<string, unknown> {
+function toColumns(settings: { [K in keyof AgentSettings]?: AgentSettings[K] | undefined }): Record<
+  string,
+  unknown
+> {
   const columns: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(settings)) {
     if (value !== undefined) columns[COLUMN_OF[key as keyof AgentSettings]] = value;
@@ -66,14 +69,23 @@ function toColumns(settings: { [K in keyof AgentSettings]?: AgentSettings[K] | u
 
 /** Agents of the tenant that `trx` is scoped to (see withTenant). */
 export const agentRepository = {
-  async insert(trx: Knex.Transaction, tenantId: TenantId, name: string, settings: AgentSettings): Promise<Agent> {
+  async insert(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    name: string,
+    settings: AgentSettings,
+  ): Promise<Agent> {
     const [row] = (await trx("agents")
       .insert({ tenant_id: tenantId, name, ...toColumns(settings) })
       .returning("*")) as AgentRow[];
     return toAgent(row as AgentRow);
   },
 
-  async update(trx: Knex.Transaction, id: AgentId, changes: AgentChanges): Promise<Agent | undefined> {
+  async update(
+    trx: Knex.Transaction,
+    id: AgentId,
+    changes: AgentChanges,
+  ): Promise<Agent | undefined> {
     const [row] = (await trx("agents")
       .where({ id })
       .update({ ...toColumns(changes), updated_at: trx.fn.now() })

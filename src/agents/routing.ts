@@ -20,7 +20,11 @@ function escapeRegex(text: string): string {
 /** Whether the text names the agent: its Matrix ID, display name or name, as a whole word. */
 function namesAgent(text: string, identity: AgentIdentity): boolean {
   const candidates = [identity.userId, identity.agent.displayName, identity.agent.name];
-  return candidates.some((candidate) => new RegExp(`(^|[^\\p{L}\\p{N}_])@?${escapeRegex(candidate)}($|[^\\p{L}\\p{N}_])`, "iu").test(text));
+  return candidates.some((candidate) =>
+    new RegExp(`(^|[^\\p{L}\\p{N}_])@?${escapeRegex(candidate)}($|[^\\p{L}\\p{N}_])`, "iu").test(
+      text,
+    ),
+  );
 }
 
 function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
@@ -42,7 +46,8 @@ function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
  */
 export function chooseResponders(input: RoutingInput): AgentIdentity[] {
   if (input.message.msgtype === "m.notice") return [];
-  const policyOf = (identity: AgentIdentity): TriggerPolicy | "off" => input.roomPolicies?.get(identity.agent.id) ?? identity.agent.triggerPolicy;
+  const policyOf = (identity: AgentIdentity): TriggerPolicy | "off" =>
+    input.roomPolicies?.get(identity.agent.id) ?? identity.agent.triggerPolicy;
   const willing = input.agents.filter((identity) => {
     if (identity.agent.status !== "active") return false;
     const policy = policyOf(identity);
@@ -56,7 +61,11 @@ export function chooseResponders(input: RoutingInput): AgentIdentity[] {
 
 /** The message text without a leading address to the agent ("Ada, ...", "@ai_ada:server: ..."). */
 export function stripAddress(text: string, identity: AgentIdentity): string {
-  const names = [identity.userId, identity.agent.displayName, identity.agent.name].map(escapeRegex).join("|");
+  const names = [identity.userId, identity.agent.displayName, identity.agent.name]
+    .map(escapeRegex)
+    .join("|");
   // The name must end a word: "adamant" does not start with an address to "ada".
-  return text.replace(new RegExp(`^\\s*@?(?:${names})(?![\\p{L}\\p{N}_])\\s*[:,]?\\s*`, "iu"), "").trim();
+  return text
+    .replace(new RegExp(`^\\s*@?(?:${names})(?![\\p{L}\\p{N}_])\\s*[:,]?\\s*`, "iu"), "")
+    .trim();
 }

@@ -7,7 +7,12 @@ import type { TenantId } from "../shared/ids.ts";
 import { agentRepository } from "./repository.ts";
 import { roomPolicies } from "./room-policies.ts";
 import type { Agent, RoomTriggerPolicy } from "./types.ts";
-import { AgentChangesSchema, NewAgentSchema, parseOrThrow, type AgentSettings } from "./validation.ts";
+import {
+  AgentChangesSchema,
+  NewAgentSchema,
+  parseOrThrow,
+  type AgentSettings,
+} from "./validation.ts";
 
 /**
  * Creating and changing agents, with one set of rules for every surface
@@ -26,7 +31,10 @@ export class AgentService {
   /** Settings a new agent gets unless the input says otherwise. */
   defaults(name: string): AgentSettings {
     const provider =
-      this.#models.defaultProvider ?? (this.#models.anthropic.apiKey !== undefined && this.#models.openai.apiKey === undefined ? "anthropic" : "openai");
+      this.#models.defaultProvider ??
+      (this.#models.anthropic.apiKey !== undefined && this.#models.openai.apiKey === undefined
+        ? "anthropic"
+        : "openai");
     return {
       displayName: name.charAt(0).toUpperCase() + name.slice(1),
       avatarUrl: null,
@@ -45,12 +53,20 @@ export class AgentService {
 
   async create(tenantId: TenantId, input: unknown, by: Actor): Promise<Agent> {
     const { name, ...given } = parseOrThrow(NewAgentSchema, input);
-    const settings = { ...this.defaults(name), ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) } as AgentSettings;
-    if (given.provider !== undefined && given.model === undefined) settings.model = this.#models[given.provider].defaultModel;
+    const settings = {
+      ...this.defaults(name),
+      ...Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)),
+    } as AgentSettings;
+    if (given.provider !== undefined && given.model === undefined)
+      settings.model = this.#models[given.provider].defaultModel;
     return withTenant(this.#db, tenantId, async (trx) => {
-      if ((await agentRepository.findByName(trx, name)) !== undefined) throw conflict(`an agent named "${name}" already exists`);
+      if ((await agentRepository.findByName(trx, name)) !== undefined)
+        throw conflict(`an agent named "${name}" already exists`);
       const agent = await agentRepository.insert(trx, tenantId, name, settings);
-      await auditLog.recordBy(trx, tenantId, by, "agent.create", name, { provider: agent.provider, model: agent.model });
+      await auditLog.recordBy(trx, tenantId, by, "agent.create", name, {
+        provider: agent.provider,
+        model: agent.model,
+      });
       return agent;
     });
   }
@@ -60,12 +76,21 @@ export class AgentService {
     return withTenant(this.#db, tenantId, async (trx) => {
       const agent = await agentRepository.findByName(trx, name);
       if (agent === undefined) throw notFound(`agent "${name}"`);
-      if (changes.provider !== undefined && changes.model === undefined && changes.provider !== agent.provider) {
+      if (
+        changes.provider !== undefined &&
+        changes.model === undefined &&
+        changes.provider !== agent.provider
+      ) {
         changes.model = this.#models[changes.provider].defaultModel;
       }
       const updated = (await agentRepository.update(trx, agent.id, changes)) as Agent;
       // Instructions can be long and personal; the log says they changed, not what they say.
-      const logged = Object.fromEntries(Object.entries(changes).map(([key, value]) => [key, key === "instructions" ? `(${String(value).length} characters)` : value]));
+      const logged = Object.fromEntries(
+        Object.entries(changes).map(([key, value]) => [
+          key,
+          key === "instructions" ? `(${String(value).length} characters)` : value,
+        ]),
+      );
       await auditLog.recordBy(trx, tenantId, by, "agent.update", name, logged);
       return updated;
     });
@@ -86,13 +111,21 @@ export class AgentService {
   }
 
   async get(tenantId: TenantId, name: string): Promise<Agent> {
-    const agent = await withTenant(this.#db, tenantId, (trx) => agentRepository.findByName(trx, name));
+    const agent = await withTenant(this.#db, tenantId, (trx) =>
+      agentRepository.findByName(trx, name),
+    );
     if (agent === undefined) throw notFound(`agent "${name}"`);
     return agent;
   }
 
   /** Sets (or with `default`, clears) how an agent answers in one room. */
-  async setRoomPolicy(tenantId: TenantId, roomId: string, name: string, policy: RoomTriggerPolicy | "default", by: Actor): Promise<Agent> {
+  async setRoomPolicy(
+    tenantId: TenantId,
+    roomId: string,
+    name: string,
+    policy: RoomTriggerPolicy | "default",
+    by: Actor,
+  ): Promise<Agent> {
     return withTenant(this.#db, tenantId, async (trx) => {
       const agent = await agentRepository.findByName(trx, name);
       if (agent === undefined) throw notFound(`agent "${name}"`);
@@ -104,12 +137,19 @@ export class AgentService {
   }
 
   /** Each agent's effective policy in a room: the room's override or the agent's own. */
-  async roomPolicies(tenantId: TenantId, roomId: string): Promise<{ agent: Agent; policy: string; overridden: boolean }[]> {
+  async roomPolicies(
+    tenantId: TenantId,
+    roomId: string,
+  ): Promise<{ agent: Agent; policy: string; overridden: boolean }[]> {
     return withTenant(this.#db, tenantId, async (trx) => {
       const overrides = await roomPolicies.forRoom(trx, roomId);
       return (await agentRepository.list(trx)).map((agent) => {
         const override = overrides.get(agent.id);
-        return { agent, policy: override ?? agent.triggerPolicy, overridden: override !== undefined };
+        return {
+          agent,
+          policy: override ?? agent.triggerPolicy,
+          overridden: override !== undefined,
+        };
       });
     });
   }
@@ -119,7 +159,9 @@ export class AgentService {
     return withTenant(this.#db, tenantId, async (trx) => {
       const agent = await agentRepository.findByName(trx, name);
       if (agent === undefined) throw notFound(`agent "${name}"`);
-      return (await trx("agent_rooms").where({ agent_id: agent.id, membership: "join" }).pluck("room_id")) as string[];
+      return (await trx("agent_rooms")
+        .where({ agent_id: agent.id, membership: "join" })
+        .pluck("room_id")) as string[];
     });
   }
 }

@@ -22,17 +22,38 @@ interface TurnRow {
 
 export const turnLedger = {
   /** Starts the turn, or returns the existing record when it was started before. */
-  async begin(trx: Knex.Transaction, tenantId: TenantId, eventId: EventId, agentId: AgentId, roomId: RoomId): Promise<TurnRecord> {
+  async begin(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    eventId: EventId,
+    agentId: AgentId,
+    roomId: RoomId,
+  ): Promise<TurnRecord> {
     await trx("turns")
-      .insert({ tenant_id: tenantId, event_id: eventId, agent_id: agentId, room_id: roomId, status: "started" })
+      .insert({
+        tenant_id: tenantId,
+        event_id: eventId,
+        agent_id: agentId,
+        room_id: roomId,
+        status: "started",
+      })
       .onConflict(["tenant_id", "event_id", "agent_id"])
       .ignore();
-    const row = (await trx("turns").where({ event_id: eventId, agent_id: agentId }).first()) as TurnRow;
+    const row = (await trx("turns")
+      .where({ event_id: eventId, agent_id: agentId })
+      .first()) as TurnRow;
     return { status: row.status, replyEventId: row.reply_event_id as EventId | null };
   },
 
-  async setReplyEvent(trx: Knex.Transaction, eventId: EventId, agentId: AgentId, replyEventId: EventId): Promise<void> {
-    await trx("turns").where({ event_id: eventId, agent_id: agentId }).update({ reply_event_id: replyEventId });
+  async setReplyEvent(
+    trx: Knex.Transaction,
+    eventId: EventId,
+    agentId: AgentId,
+    replyEventId: EventId,
+  ): Promise<void> {
+    await trx("turns")
+      .where({ event_id: eventId, agent_id: agentId })
+      .update({ reply_event_id: replyEventId });
   },
 
   async finish(
@@ -40,7 +61,13 @@ export const turnLedger = {
     tenantId: TenantId,
     eventId: EventId,
     agentId: AgentId,
-    outcome: { status: "answered" | "failed"; error?: string; provider?: string; model?: string; usage?: TokenUsage },
+    outcome: {
+      status: "answered" | "failed";
+      error?: string;
+      provider?: string;
+      model?: string;
+      usage?: TokenUsage;
+    },
   ): Promise<void> {
     const usage = outcome.usage ?? { inputTokens: 0, outputTokens: 0 };
     await trx("turns")

@@ -7,7 +7,13 @@ import { parseMemoryIntent } from "../memory/intents.ts";
 import { retrieveFacts } from "../memory/retrieval.ts";
 import type { Platform } from "../memory/types.ts";
 import { isModelFailure } from "../models/failure.ts";
-import type { ChatMessage, ModelCredentials, ModelProvider, TokenUsage, ToolCall } from "../models/types.ts";
+import type {
+  ChatMessage,
+  ModelCredentials,
+  ModelProvider,
+  TokenUsage,
+  ToolCall,
+} from "../models/types.ts";
 import type { SecretCipher } from "../secrets/cipher.ts";
 import { describeError } from "../shared/errors.ts";
 import type { PersonId, TenantId } from "../shared/ids.ts";
@@ -61,11 +67,23 @@ export interface TurnContext {
  * is not retried; a homeserver or database failure propagates so that the
  * event is retried, and the retry resumes the same reply.
  */
-export async function runTurn(deps: TurnDependencies, context: TurnContext, identity: AgentIdentity, message: IncomingMessage): Promise<void> {
+export async function runTurn(
+  deps: TurnDependencies,
+  context: TurnContext,
+  identity: AgentIdentity,
+  message: IncomingMessage,
+): Promise<void> {
   const { agent, userId: agentUserId } = identity;
   const { tenantId, chat } = context;
-  const log = deps.log.child({ tenantId, agentId: agent.id, eventId: message.eventId, roomId: message.roomId });
-  const ledger = await withTenant(deps.db, tenantId, (trx) => turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId));
+  const log = deps.log.child({
+    tenantId,
+    agentId: agent.id,
+    eventId: message.eventId,
+    roomId: message.roomId,
+  });
+  const ledger = await withTenant(deps.db, tenantId, (trx) =>
+    turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId),
+  );
   if (ledger.status !== "started") {
     log.debug({ status: ledger.status }, "turn already finished; not answering again");
     return;
@@ -94,7 +112,9 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
     // What someone told an agent about themselves is shared with them again,
     // not with the colleague who happens to ask: facts about other people
     // stay out of the prompt. Facts about the room and the team are shared.
-    const facts = retrieved.filter((fact) => fact.subject.kind !== "person" || fact.subject.personId === context.personId);
+    const facts = retrieved.filter(
+      (fact) => fact.subject.kind !== "person" || fact.subject.personId === context.personId,
+    );
     return { credentials, history, facts };
   });
 
@@ -108,12 +128,20 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
     existingEventId: ledger.replyEventId,
     editThrottleMs: deps.editThrottleMs,
     render: deps.render,
-    onPosted: (eventId) => withTenant(deps.db, tenantId, (trx) => turnLedger.setReplyEvent(trx, message.eventId, agent.id, eventId)),
+    onPosted: (eventId) =>
+      withTenant(deps.db, tenantId, (trx) =>
+        turnLedger.setReplyEvent(trx, message.eventId, agent.id, eventId),
+      ),
   });
 
   if (!prepared.credentials.ok) {
     await stream.fail(prepared.credentials.reason);
-    await withTenant(deps.db, tenantId, (trx) => turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "failed", error: "no model credentials" }));
+    await withTenant(deps.db, tenantId, (trx) =>
+      turnLedger.finish(trx, tenantId, message.eventId, agent.id, {
+        status: "failed",
+        error: "no model credentials",
+      }),
+    );
     log.warn("agent has no model credentials; told the room");
     return;
   }
@@ -124,12 +152,19 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
     isDirect: context.isDirect,
     history: prepared.history,
     facts: prepared.facts,
-    current: { sender: message.sender, platform: context.platform, body: request === "" ? message.body : request },
+    current: {
+      sender: message.sender,
+      platform: context.platform,
+      body: request === "" ? message.body : request,
+    },
     now: new Date(),
   });
   const provider = deps.createProvider(agent, prepared.credentials.credentials);
   await chat.setTyping(agentUserId, message.roomId, true);
-  const typingRefresh = setInterval(() => void chat.setTyping(agentUserId, message.roomId, true), TYPING_REFRESH_MS);
+  const typingRefresh = setInterval(
+    () => void chat.setTyping(agentUserId, message.roomId, true),
+    TYPING_REFRESH_MS,
+  );
   try {
     const usage = await streamAnswer(deps, context, identity, message, provider, prompt, stream);
     const replyEventId = await stream.finish();
@@ -145,15 +180,35 @@ export async function runTurn(deps: TurnDependencies, context: TurnContext, iden
         body: stream.text,
         sentAt: new Date(),
       });
-      await turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "answered", provider: agent.provider, model: agent.model, usage });
+      await turnLedger.finish(trx, tenantId, message.eventId, agent.id, {
+        status: "answered",
+        provider: agent.provider,
+        model: agent.model,
+        usage,
+      });
     });
-    if (deps.extractFacts) await rememberExtractedFacts(deps, context, agent, message, provider, request, stream.text, log);
+    if (deps.extractFacts)
+      await rememberExtractedFacts(
+        deps,
+        context,
+        agent,
+        message,
+        provider,
+        request,
+        stream.text,
+        log,
+      );
   } catch (error) {
     if (!isModelFailure(error)) throw error;
     log.warn({ kind: error.kind, err: describeError(error) }, "model call failed");
     await stream.fail(error.message);
     await withTenant(deps.db, tenantId, (trx) =>
-      turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "failed", error: `${error.kind}: ${error.message}`, provider: agent.provider, model: agent.model }),
+      turnLedger.finish(trx, tenantId, message.eventId, agent.id, {
+        status: "failed",
+        error: `${error.kind}: ${error.message}`,
+        provider: agent.provider,
+        model: agent.model,
+      }),
     );
   } finally {
     clearInterval(typingRefresh);
@@ -233,24 +288,42 @@ async function streamAnswer(
     if (calls.length === 0 || round === MAX_TOOL_ROUNDS - 1) break;
     messages.push({ role: "assistant", content: text, toolCalls: calls });
     for (const call of calls) {
-      messages.push({ role: "tool", toolCallId: call.id, content: await runMemoryTool(deps, context, agent, message, call) });
+      messages.push({
+        role: "tool",
+        toolCallId: call.id,
+        content: await runMemoryTool(deps, context, agent, message, call),
+      });
     }
   }
   return { inputTokens, outputTokens };
 }
 
-async function runMemoryTool(deps: TurnDependencies, context: TurnContext, agent: Agent, message: IncomingMessage, call: ToolCall): Promise<string> {
+async function runMemoryTool(
+  deps: TurnDependencies,
+  context: TurnContext,
+  agent: Agent,
+  message: IncomingMessage,
+  call: ToolCall,
+): Promise<string> {
   const parsed = parseMemoryToolCall(call.name, call.arguments);
-  if (parsed === null) return `error: ${call.name} is not a known tool or its arguments are incomplete`;
+  if (parsed === null)
+    return `error: ${call.name} is not a known tool or its arguments are incomplete`;
   const owner = agent.memoryScope === "private" ? agent.id : null;
   return withTenant(deps.db, context.tenantId, async (trx) => {
     if (parsed.name === "forget") {
-      const forgotten = await forgetFacts(trx, { agentId: agent.id, personId: context.personId, matching: parsed.matching });
+      const forgotten = await forgetFacts(trx, {
+        agentId: agent.id,
+        personId: context.personId,
+        matching: parsed.matching,
+      });
       return `forgot ${forgotten} fact(s)`;
     }
     await rememberFact(trx, {
       agentId: owner,
-      subject: parsed.about === "room" ? { kind: "room", roomId: message.roomId } : { kind: "person", personId: context.personId },
+      subject:
+        parsed.about === "room"
+          ? { kind: "room", roomId: message.roomId }
+          : { kind: "person", personId: context.personId },
       key: parsed.key,
       content: parsed.content,
       source: "tool",
@@ -262,7 +335,13 @@ async function runMemoryTool(deps: TurnDependencies, context: TurnContext, agent
 }
 
 /** "remember that ..." / "forget ..." addressed to the agent are done before the model sees the message. */
-async function applyMemoryIntent(trx: Knex.Transaction, agent: Agent, personId: PersonId, message: IncomingMessage, request: string): Promise<void> {
+async function applyMemoryIntent(
+  trx: Knex.Transaction,
+  agent: Agent,
+  personId: PersonId,
+  message: IncomingMessage,
+  request: string,
+): Promise<void> {
   const intent = parseMemoryIntent(request);
   if (intent === null) return;
   if (intent.kind === "remember") {

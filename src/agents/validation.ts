@@ -30,7 +30,12 @@ export const AgentSettingsSchema = z.strictObject({
 export type AgentSettings = z.infer<typeof AgentSettingsSchema>;
 
 export const NewAgentSchema = AgentSettingsSchema.partial().extend({
-  name: z.string().regex(AGENT_NAME_PATTERN, "must be 1-32 characters: lowercase letters, digits, '.', '_' or '-'"),
+  name: z
+    .string()
+    .regex(
+      AGENT_NAME_PATTERN,
+      "must be 1-32 characters: lowercase letters, digits, '.', '_' or '-'",
+    ),
 });
 export type NewAgent = z.infer<typeof NewAgentSchema>;
 
@@ -41,6 +46,8 @@ export type AgentChanges = z.infer<typeof AgentChangesSchema>;
 export function parseOrThrow<T>(schema: z.ZodType<T>, input: unknown): T {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => `${issue.path.join(".") || "input"}: ${issue.message}`);
+  const problems = result.error.issues.map(
+    (issue) => `${issue.path.join(".") || "input"}: ${issue.message}`,
+  );
   throw badRequest(problems.join("; "), { problems });
 }

@@ -52,7 +52,14 @@ export const auditLog = {
     target: string | null,
     details: Readonly<Record<string, unknown>> = {},
   ): Promise<void> {
-    await auditLog.record(trx, tenantId, { actor: by.id, via: by.via, roomId: by.roomId ?? null, action, target, details });
+    await auditLog.record(trx, tenantId, {
+      actor: by.id,
+      via: by.via,
+      roomId: by.roomId ?? null,
+      action,
+      target,
+      details,
+    });
   },
 
   async record(trx: Knex.Transaction, tenantId: TenantId, entry: AuditEntry): Promise<void> {
@@ -76,7 +83,10 @@ export const auditLog = {
       target: row.target,
       roomId: row.room_id,
       via: row.via,
-      details: typeof row.details === "string" ? (JSON.parse(row.details) as Record<string, unknown>) : row.details,
+      details:
+        typeof row.details === "string"
+          ? (JSON.parse(row.details) as Record<string, unknown>)
+          : row.details,
       createdAt: new Date(row.created_at),
     }));
   },

@@ -22,7 +22,11 @@ const OPERATOR: Actor = { id: "operator", via: "cli" };
 const program = new Command()
   .name("switchboard")
   .description("AI agents that live in team chat")
-  .option("-c, --config <file>", "YAML config file (environment variables override it)", process.env.SWITCHBOARD_CONFIG);
+  .option(
+    "-c, --config <file>",
+    "YAML config file (environment variables override it)",
+    process.env.SWITCHBOARD_CONFIG,
+  );
 
 async function config(): Promise<Readonly<Config>> {
   return loadConfig(program.opts<{ config?: string }>().config);
@@ -51,7 +55,9 @@ function untilSignal(stop: () => Promise<void>): void {
 
 program
   .command("start")
-  .description("run everything on this machine: database, a local Synapse, the runtime and a demo tenant")
+  .description(
+    "run everything on this machine: database, a local Synapse, the runtime and a demo tenant",
+  )
   .action(async () => {
     const loaded = await config();
     const stack = await startEmbedded(loaded);
@@ -98,12 +104,15 @@ tenant
   .action((options: { slug: string; name: string; serverName: string; homeserverUrl: string }) =>
     withApp(async (app) => {
       const { tenant: created } = await app.tenants.create(options);
-      writeOut(`created tenant ${created.slug} (${created.id}); next: switchboard registration --tenant ${created.slug} --out registration.yaml`);
+      writeOut(
+        `created tenant ${created.slug} (${created.id}); next: switchboard registration --tenant ${created.slug} --out registration.yaml`,
+      );
     }),
   );
 tenant.command("list").action(() =>
   withApp(async (app) => {
-    for (const row of await app.tenantRepository.listTenants(app.database.knex)) writeOut(`${row.slug}\t${row.status}\t${row.id}\t${row.name}`);
+    for (const row of await app.tenantRepository.listTenants(app.database.knex))
+      writeOut(`${row.slug}\t${row.status}\t${row.id}\t${row.name}`);
   }),
 );
 
@@ -149,17 +158,21 @@ agent
     }) =>
       withApp(async (app) => {
         const found = await app.tenants.requireBySlug(options.tenant);
-        const created = await app.agents.create(found.id, {
-          name: options.name,
-          displayName: options.displayName,
-          instructions: options.instructions,
-          provider: options.provider,
-          model: options.model,
-          baseUrl: options.baseUrl,
-          triggerPolicy: options.trigger,
-          memoryScope: options.memory,
-          keySource: options.keySource,
-        }, OPERATOR);
+        const created = await app.agents.create(
+          found.id,
+          {
+            name: options.name,
+            displayName: options.displayName,
+            instructions: options.instructions,
+            provider: options.provider,
+            model: options.model,
+            baseUrl: options.baseUrl,
+            triggerPolicy: options.trigger,
+            memoryScope: options.memory,
+            keySource: options.keySource,
+          },
+          OPERATOR,
+        );
         writeOut(`created agent ${created.name} (${created.provider}/${created.model})`);
       }),
   );
@@ -169,11 +182,16 @@ agent
   .action((options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      for (const row of await app.agents.list(found.id)) writeOut(`${row.name}\t${row.status}\t${row.provider}/${row.model}\t${row.triggerPolicy}\t${row.memoryScope}`);
+      for (const row of await app.agents.list(found.id))
+        writeOut(
+          `${row.name}\t${row.status}\t${row.provider}/${row.model}\t${row.triggerPolicy}\t${row.memoryScope}`,
+        );
     }),
   );
 
-const admin = program.command("admin").description("who administers a tenant by chatting with the bot");
+const admin = program
+  .command("admin")
+  .description("who administers a tenant by chatting with the bot");
 admin
   .command("add")
   .requiredOption("--tenant <slug>", "tenant slug")
@@ -192,7 +210,11 @@ admin
   .action((userId: string, options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      writeOut((await app.tenants.removeAdmin(found.id, userId, OPERATOR)) ? `${userId} is no longer an admin` : `${userId} was not an admin`);
+      writeOut(
+        (await app.tenants.removeAdmin(found.id, userId, OPERATOR))
+          ? `${userId} is no longer an admin`
+          : `${userId} was not an admin`,
+      );
     }),
   );
 admin
@@ -201,7 +223,8 @@ admin
   .action((options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      for (const row of await app.tenants.admins(found.id)) writeOut(`${row.userId}\t${row.source}`);
+      for (const row of await app.tenants.admins(found.id))
+        writeOut(`${row.userId}\t${row.source}`);
     }),
   );
 
@@ -225,7 +248,9 @@ person
   .action((userId: string, options: { tenant: string }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      writeOut(`unlinked: ${userId} is now person ${await app.memory.unlink(found.id, userId, OPERATOR)}`);
+      writeOut(
+        `unlinked: ${userId} is now person ${await app.memory.unlink(found.id, userId, OPERATOR)}`,
+      );
     }),
   );
 person
@@ -244,11 +269,18 @@ program
   .command("key")
   .description("store a tenant's own model key (read from standard input, stored encrypted)")
   .requiredOption("--tenant <slug>", "tenant slug")
-  .addOption(new Option("--provider <provider>").choices(["openai", "anthropic"]).makeOptionMandatory())
+  .addOption(
+    new Option("--provider <provider>").choices(["openai", "anthropic"]).makeOptionMandatory(),
+  )
   .action((options: { tenant: string; provider: "openai" | "anthropic" }) =>
     withApp(async (app) => {
       const found = await app.tenants.requireBySlug(options.tenant);
-      const { hint } = await app.providerKeys.set(found.id, options.provider, await readSecretFromStdin(), OPERATOR);
+      const { hint } = await app.providerKeys.set(
+        found.id,
+        options.provider,
+        await readSecretFromStdin(),
+        OPERATOR,
+      );
       writeOut(`stored the ${options.provider} key ${hint} for ${found.slug}`);
     }),
   );
@@ -271,5 +303,7 @@ try {
   await program.parseAsync();
 } catch (error) {
   process.exitCode = 1;
-  process.stderr.write(`switchboard: ${isAppError(error) ? error.message : error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `switchboard: ${isAppError(error) ? error.message : error instanceof Error ? error.message : String(error)}\n`,
+  );
 }

@@ -14,7 +14,9 @@ export function printDemo(demo: DemoDetails, detailsFile: string): void {
   writeOut(`  Talk to:     ${demo.agent}   (invite it to a room or start a DM)`);
   writeOut(`  Manage:      ${demo.bot}   (start a DM and say "help")`);
   if (!demo.modelConfigured) {
-    writeOut("  No model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama etc.) or ANTHROPIC_API_KEY and restart.");
+    writeOut(
+      "  No model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama etc.) or ANTHROPIC_API_KEY and restart.",
+    );
   }
   writeOut(`  These details are also in ${detailsFile}. Stop with Ctrl-C.`);
   writeOut("");

@@ -45,49 +45,89 @@ export class BotCommands implements BotHandler {
     const { tenant } = context;
     const first = await withTenant(this.#deps.db, tenant.id, async (trx) => {
       const existing: unknown = await trx("bot_rooms").where({ room_id: roomId }).first();
-      await trx("bot_rooms").insert({ tenant_id: tenant.id, room_id: roomId, is_direct: isDirect, membership: "join" }).onConflict(["tenant_id", "room_id"]).merge(["membership"]);
+      await trx("bot_rooms")
+        .insert({ tenant_id: tenant.id, room_id: roomId, is_direct: isDirect, membership: "join" })
+        .onConflict(["tenant_id", "room_id"])
+        .merge(["membership"]);
       return existing === undefined;
     });
     if (first && isDirect) {
       const text = "Hello! I manage this workspace's AI agents. Say `help` to see what I can do.";
-      await context.chat.send(context.botUserId, roomId, { msgtype: "m.notice", body: text, html: this.#deps.render(text) }, `${roomId}/bot/welcome`);
+      await context.chat.send(
+        context.botUserId,
+        roomId,
+        { msgtype: "m.notice", body: text, html: this.#deps.render(text) },
+        `${roomId}/bot/welcome`,
+      );
     }
   }
 
   async left(context: TenantContext, roomId: RoomId): Promise<void> {
-    await withTenant(this.#deps.db, context.tenant.id, (trx) => trx("bot_rooms").where({ room_id: roomId }).update({ membership: "leave" }));
+    await withTenant(this.#deps.db, context.tenant.id, (trx) =>
+      trx("bot_rooms").where({ room_id: roomId }).update({ membership: "leave" }),
+    );
   }
 
   /** Handles the message if it is a command for the bot; false when it is not (agents may answer it). */
   async handle(context: TenantContext, message: IncomingMessage): Promise<boolean> {
-    const room = (await withTenant(this.#deps.db, context.tenant.id, (trx) => trx("bot_rooms").where({ room_id: message.roomId, membership: "join" }).first())) as
-      | { is_direct: boolean }
-      | undefined;
+    const room = (await withTenant(this.#deps.db, context.tenant.id, (trx) =>
+      trx("bot_rooms").where({ room_id: message.roomId, membership: "join" }).first(),
+    )) as { is_direct: boolean } | undefined;
     if (room === undefined || message.msgtype === "m.notice") return false;
     const addressed = this.#stripAddress(context, message);
-    const management = room.is_direct || (addressed === null && (await context.chat.joinedMemberCount(context.botUserId, message.roomId)) <= DIRECT_ROOM_MAX_MEMBERS);
+    const management =
+      room.is_direct ||
+      (addressed === null &&
+        (await context.chat.joinedMemberCount(context.botUserId, message.roomId)) <=
+          DIRECT_ROOM_MAX_MEMBERS);
     if (addressed === null && !management) return false;
     const text = addressed ?? message.body.trim();
 
     const started = await withTenant(this.#deps.db, context.tenant.id, async (trx) => {
-      await trx("command_runs").insert({ tenant_id: context.tenant.id, event_id: message.eventId, status: "started" }).onConflict(["tenant_id", "event_id"]).ignore();
-      return ((await trx("command_runs").where({ event_id: message.eventId }).first("status")) as { status: string }).status === "started";
+      await trx("command_runs")
+        .insert({ tenant_id: context.tenant.id, event_id: message.eventId, status: "started" })
+        .onConflict(["tenant_id", "event_id"])
+        .ignore();
+      return (
+        (
+          (await trx("command_runs").where({ event_id: message.eventId }).first("status")) as {
+            status: string;
+          }
+        ).status === "started"
+      );
     });
     if (!started) return true;
 
     const parsed = parseCommand(text, this.#deps.commands);
-    const carriesSecret = /^\s*key\b/i.test(text) || (parsed.kind === "command" || parsed.kind === "invalid" ? parsed.command.secret === true : false);
+    const carriesSecret =
+      /^\s*key\b/i.test(text) ||
+      (parsed.kind === "command" || parsed.kind === "invalid"
+        ? parsed.command.secret === true
+        : false);
     let warning = "";
     if (carriesSecret) warning = await this.#redact(context, message);
 
-    const isAdmin = await withTenant(this.#deps.db, context.tenant.id, (trx) => tenantAdmins.isAdmin(trx, message.sender));
+    const isAdmin = await withTenant(this.#deps.db, context.tenant.id, (trx) =>
+      tenantAdmins.isAdmin(trx, message.sender),
+    );
     const reply = await this.#run(context, message, parsed, isAdmin);
-    await this.#deliver(context, message, warning === "" ? reply : { ...reply, text: `${warning}\n\n${reply.text}` });
-    await withTenant(this.#deps.db, context.tenant.id, (trx) => trx("command_runs").where({ event_id: message.eventId }).update({ status: "done" }));
+    await this.#deliver(
+      context,
+      message,
+      warning === "" ? reply : { ...reply, text: `${warning}\n\n${reply.text}` },
+    );
+    await withTenant(this.#deps.db, context.tenant.id, (trx) =>
+      trx("command_runs").where({ event_id: message.eventId }).update({ status: "done" }),
+    );
     return true;
   }
 
-  async #run(context: TenantContext, message: IncomingMessage, parsed: ReturnType<typeof parseCommand>, isAdmin: boolean): Promise<CommandReply> {
+  async #run(
+    context: TenantContext,
+    message: IncomingMessage,
+    parsed: ReturnType<typeof parseCommand>,
+    isAdmin: boolean,
+  ): Promise<CommandReply> {
     switch (parsed.kind) {
       case "empty":
         return { text: "Say `help` to see what I can do." };
@@ -97,13 +137,19 @@ export class BotCommands implements BotHandler {
           notice: true,
         };
       case "invalid":
-        return { text: `${parsed.problems.map((problem) => `- ${problem}`).join("\n")}\n\nUsage: \`${parsed.usage}\``, notice: true };
+        return {
+          text: `${parsed.problems.map((problem) => `- ${problem}`).join("\n")}\n\nUsage: \`${parsed.usage}\``,
+          notice: true,
+        };
       case "command":
         break;
     }
     const { command, args } = parsed;
     if (command.permission === "admin" && !isAdmin) {
-      return { text: `Sorry, only tenant admins can use \`${command.words.join(" ")}\`. You can manage what is remembered about you: \`memory show\`, \`memory export\`, \`memory forget-all me\`.`, notice: true };
+      return {
+        text: `Sorry, only tenant admins can use \`${command.words.join(" ")}\`. You can manage what is remembered about you: \`memory show\`, \`memory export\`, \`memory forget-all me\`.`,
+        notice: true,
+      };
     }
     const context2 = this.#commandContext(context, message, isAdmin);
     try {
@@ -114,12 +160,26 @@ export class BotCommands implements BotHandler {
         const usage = error.code === "bad_request" ? `\n\nUsage: \`${usageOf(command)}\`` : "";
         return { text: `${error.message}${usage}`, notice: true };
       }
-      this.#log.error({ err: describeError(error), command: command.words.join(" "), tenantId: context.tenant.id }, "command failed");
-      return { text: "Something went wrong on my side; nothing was changed. The details are in the service log.", notice: true };
+      this.#log.error(
+        {
+          err: describeError(error),
+          command: command.words.join(" "),
+          tenantId: context.tenant.id,
+        },
+        "command failed",
+      );
+      return {
+        text: "Something went wrong on my side; nothing was changed. The details are in the service log.",
+        notice: true,
+      };
     }
   }
 
-  #commandContext(context: TenantContext, message: IncomingMessage, isAdmin: boolean): CommandContext {
+  #commandContext(
+    context: TenantContext,
+    message: IncomingMessage,
+    isAdmin: boolean,
+  ): CommandContext {
     return {
       tenant: context.tenant,
       sender: message.sender,
@@ -137,7 +197,13 @@ export class BotCommands implements BotHandler {
         const eventId = await context.chat.send(
           context.botUserId,
           message.roomId,
-          { msgtype: "m.notice", body, html: this.#deps.render(body), threadRootId: message.threadRootId, replyTo: message.eventId },
+          {
+            msgtype: "m.notice",
+            body,
+            html: this.#deps.render(body),
+            threadRootId: message.threadRootId,
+            replyTo: message.eventId,
+          },
           `${message.eventId}/bot/progress`,
         );
         this.#progressEvent.set(message.eventId, eventId);
@@ -145,7 +211,11 @@ export class BotCommands implements BotHandler {
     };
   }
 
-  async #deliver(context: TenantContext, message: IncomingMessage, reply: CommandReply): Promise<void> {
+  async #deliver(
+    context: TenantContext,
+    message: IncomingMessage,
+    reply: CommandReply,
+  ): Promise<void> {
     const { chat, botUserId } = context;
     const outgoing = {
       msgtype: reply.notice === true ? ("m.notice" as const) : ("m.text" as const),
@@ -156,13 +226,25 @@ export class BotCommands implements BotHandler {
     };
     const progress = this.#progressEvent.get(message.eventId);
     this.#progressEvent.delete(message.eventId);
-    if (progress === undefined) await chat.send(botUserId, message.roomId, outgoing, `${message.eventId}/bot/reply`);
+    if (progress === undefined)
+      await chat.send(botUserId, message.roomId, outgoing, `${message.eventId}/bot/reply`);
     else {
-      await chat.edit(botUserId, message.roomId, progress, outgoing, `${message.eventId}/bot/final`);
+      await chat.edit(
+        botUserId,
+        message.roomId,
+        progress,
+        outgoing,
+        `${message.eventId}/bot/final`,
+      );
       await chat.setTyping(botUserId, message.roomId, false);
     }
     if (reply.file !== undefined) {
-      await chat.sendFile(botUserId, message.roomId, { ...reply.file, threadRootId: message.threadRootId }, `${message.eventId}/bot/file`);
+      await chat.sendFile(
+        botUserId,
+        message.roomId,
+        { ...reply.file, threadRootId: message.threadRootId },
+        `${message.eventId}/bot/file`,
+      );
     }
   }
 
@@ -172,13 +254,23 @@ export class BotCommands implements BotHandler {
    */
   async #redact(context: TenantContext, message: IncomingMessage): Promise<string> {
     await withTenant(this.#deps.db, context.tenant.id, (trx) =>
-      trx("inbound_events").where({ event_id: message.eventId }).update({ event: trx.raw("jsonb_set(event, '{content}', '{}'::jsonb)") }),
+      trx("inbound_events")
+        .where({ event_id: message.eventId })
+        .update({ event: trx.raw("jsonb_set(event, '{content}', '{}'::jsonb)") }),
     );
     try {
-      await context.chat.redact(context.botUserId, message.roomId, message.eventId, "contained a secret");
+      await context.chat.redact(
+        context.botUserId,
+        message.roomId,
+        message.eventId,
+        "contained a secret",
+      );
       return "";
     } catch (error) {
-      this.#log.warn({ err: describeError(error), tenantId: context.tenant.id, roomId: message.roomId }, "could not redact a message carrying a secret");
+      this.#log.warn(
+        { err: describeError(error), tenantId: context.tenant.id, roomId: message.roomId },
+        "could not redact a message carrying a secret",
+      );
       return "⚠️ I could not remove your message (I need permission to delete messages in this room). Delete it yourself and consider rotating the key.";
     }
   }
@@ -188,10 +280,14 @@ export class BotCommands implements BotHandler {
     const body = message.body.trim();
     const lower = body.toLowerCase();
     for (const prefix of COMMAND_PREFIXES) {
-      if (lower === prefix || lower.startsWith(`${prefix} `)) return body.slice(prefix.length).trim();
+      if (lower === prefix || lower.startsWith(`${prefix} `))
+        return body.slice(prefix.length).trim();
     }
     const localpart = context.botUserId.slice(1, context.botUserId.indexOf(":"));
-    const address = new RegExp(`^@?(?:${escapeRegex(context.botUserId)}|${escapeRegex(localpart)})(?![\\p{L}\\p{N}_])\\s*[:,]?\\s*`, "iu");
+    const address = new RegExp(
+      `^@?(?:${escapeRegex(context.botUserId)}|${escapeRegex(localpart)})(?![\\p{L}\\p{N}_])\\s*[:,]?\\s*`,
+      "iu",
+    );
     const mentioned = message.mentionedUserIds?.includes(context.botUserId) === true;
     if (address.test(body)) return body.replace(address, "").trim();
     return mentioned ? body : null;

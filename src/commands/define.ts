@@ -22,7 +22,9 @@ export interface CommandServices {
 }
 
 /** Types a definition against its schema, then erases the argument type for the registry. */
-export function define<Schema extends z.ZodType<Record<string, unknown>>>(definition: CommandDefinition<z.infer<Schema>> & { schema: Schema }): AnyCommand {
+export function define<Schema extends z.ZodType<Record<string, unknown>>>(
+  definition: CommandDefinition<z.infer<Schema>> & { schema: Schema },
+): AnyCommand {
   return definition as unknown as AnyCommand;
 }
 

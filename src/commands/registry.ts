@@ -8,6 +8,11 @@ import type { AnyCommand } from "./types.ts";
 /** Every chat command, in the order help lists them. */
 export function buildCommands(services: CommandServices): readonly AnyCommand[] {
   const commands: AnyCommand[] = [];
-  commands.push(...adminCommands(services, () => commands), ...agentCommands(services), ...keyCommands(services), ...memoryCommands(services));
+  commands.push(
+    ...adminCommands(services, () => commands),
+    ...agentCommands(services),
+    ...keyCommands(services),
+    ...memoryCommands(services),
+  );
   return commands;
 }

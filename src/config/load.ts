@@ -9,7 +9,9 @@ import { ConfigSchema, type Config } from "./schema.ts";
  * The environment wins over the file so that containers and CI can adjust a
  * packaged config without editing it.
  */
-export const ENV_OVERRIDES: Readonly<Record<string, { path: readonly string[]; type: "string" | "number" }>> = {
+export const ENV_OVERRIDES: Readonly<
+  Record<string, { path: readonly string[]; type: "string" | "number" }>
+> = {
   DATABASE_URL: { path: ["database", "url"], type: "string" },
   SWITCHBOARD_DATA_DIR: { path: ["dataDir"], type: "string" },
   LOG_LEVEL: { path: ["log", "level"], type: "string" },
@@ -51,8 +53,14 @@ function applyEnv(raw: Json, env: NodeJS.ProcessEnv, origins: Map<string, string
   const masterKey = env[MASTER_KEY_ENV];
   if (masterKey !== undefined && masterKey !== "") {
     const separator = masterKey.indexOf(":");
-    const [id, key] = separator > 0 ? [masterKey.slice(0, separator), masterKey.slice(separator + 1)] : ["env", masterKey];
-    setPath(raw, ["secrets", "masterKeys"], { ...((raw.secrets as Json | undefined)?.masterKeys as Json | undefined), [id]: key });
+    const [id, key] =
+      separator > 0
+        ? [masterKey.slice(0, separator), masterKey.slice(separator + 1)]
+        : ["env", masterKey];
+    setPath(raw, ["secrets", "masterKeys"], {
+      ...((raw.secrets as Json | undefined)?.masterKeys as Json | undefined),
+      [id]: key,
+    });
     setPath(raw, ["secrets", "activeKeyId"], id);
     origins.set(`secrets.masterKeys.${id}`, MASTER_KEY_ENV);
   }
@@ -65,7 +73,11 @@ function applyEnv(raw: Json, env: NodeJS.ProcessEnv, origins: Map<string, string
   }
 }
 
-function formatIssues(issues: readonly z.core.$ZodIssue[], origins: Map<string, string>, source: string): string {
+function formatIssues(
+  issues: readonly z.core.$ZodIssue[],
+  origins: Map<string, string>,
+  source: string,
+): string {
   const lines = issues.map((issue) => {
     const key = issue.path.map(String).join(".") || "(root)";
     const origin = origins.get(key);
@@ -83,7 +95,11 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], origins: Map<string, 
  * Parses configuration from a YAML text (may be empty) plus the environment.
  * Throws an AppError("bad_request") whose message names each wrong key.
  */
-export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, source = "config"): Readonly<Config> {
+export function parseConfig(
+  yamlText: string,
+  env: NodeJS.ProcessEnv,
+  source = "config",
+): Readonly<Config> {
   let raw: unknown;
   try {
     raw = yamlText.trim() === "" ? {} : parseYaml(yamlText);
@@ -97,18 +113,25 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, source = "
   const origins = new Map<string, string>();
   applyEnv(raw as Json, env, origins);
   const result = ConfigSchema.safeParse(raw);
-  if (!result.success) throw new AppError("bad_request", formatIssues(result.error.issues, origins, source));
+  if (!result.success)
+    throw new AppError("bad_request", formatIssues(result.error.issues, origins, source));
   return deepFreeze(result.data);
 }
 
 /** Reads and parses a config file; `undefined` means defaults plus environment. */
-export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Readonly<Config>> {
+export async function loadConfig(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Readonly<Config>> {
   if (file === undefined) return parseConfig("", env, "environment");
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    throw new AppError("bad_request", `cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new AppError(
+      "bad_request",
+      `cannot read config file ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
   }
   return parseConfig(text, env, file);
 }

@@ -13,7 +13,10 @@ const httpUrl = z.url({ protocol: /^https?$/ });
 /** Base64 of exactly 32 bytes (an AES-256 key). */
 const masterKey = z
   .string()
-  .refine((value) => Buffer.from(value, "base64").length === 32, "must be 32 bytes, base64-encoded");
+  .refine(
+    (value) => Buffer.from(value, "base64").length === 32,
+    "must be 32 bytes, base64-encoded",
+  );
 const keyId = z.string().regex(/^[a-zA-Z0-9_-]{1,32}$/, "must be 1-32 letters, digits, _ or -");
 
 export const ModelProviderName = z.enum(["openai", "anthropic"]);
@@ -31,7 +34,10 @@ export const ConfigSchema = z.strictObject({
   database: z
     .strictObject({
       /** PostgreSQL connection string; when absent, embedded PGlite is used. */
-      url: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL").optional(),
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+        .optional(),
       /** PGlite data directory; defaults to <dataDir>/pglite. */
       pgliteDir: z.string().min(1).optional(),
       poolMax: z.number().int().min(1).max(200).default(10),
@@ -49,7 +55,8 @@ export const ConfigSchema = z.strictObject({
     })
     // Caught here so that `config check` finds it, not the first start.
     .refine(
-      (secrets) => secrets.activeKeyId === undefined || Object.hasOwn(secrets.masterKeys, secrets.activeKeyId),
+      (secrets) =>
+        secrets.activeKeyId === undefined || Object.hasOwn(secrets.masterKeys, secrets.activeKeyId),
       { message: "must name one of secrets.masterKeys", path: ["activeKeyId"] },
     )
     .prefault({}),
@@ -77,7 +84,11 @@ export const ConfigSchema = z.strictObject({
       /** How long activity updates are gathered before they are saved (matrix-appservice-bridge debounce). */
       activitySaveDelayMs: z.number().int().min(10).max(3_600_000).default(60_000),
       /** Largest appservice transaction body accepted. */
-      maxTransactionBytes: z.number().int().min(65_536).default(32 * 1024 * 1024),
+      maxTransactionBytes: z
+        .number()
+        .int()
+        .min(65_536)
+        .default(32 * 1024 * 1024),
     })
     .prefault({}),
   models: z
@@ -120,8 +131,14 @@ export const ConfigSchema = z.strictObject({
       serverName: z.string().min(1).default("localhost"),
       port: port.default(8008),
       /** Matrix account created for the person trying the service. */
-      adminLocalpart: z.string().regex(/^[a-z0-9._=-]{1,64}$/).default("admin"),
-      demoAgentName: z.string().regex(/^[a-z0-9._=-]{1,32}$/).default("ada"),
+      adminLocalpart: z
+        .string()
+        .regex(/^[a-z0-9._=-]{1,64}$/)
+        .default("admin"),
+      demoAgentName: z
+        .string()
+        .regex(/^[a-z0-9._=-]{1,32}$/)
+        .default("ada"),
     })
     .prefault({}),
 });

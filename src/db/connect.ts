@@ -28,7 +28,10 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value,
 
 /** Opens the database the configuration names. Does not run migrations. */
 export async function connectDatabase(options: DatabaseOptions): Promise<Database> {
-  const knex = options.url === undefined ? await openPglite(options.pgliteDir) : openPostgres(options.url, options.poolMax ?? 10);
+  const knex =
+    options.url === undefined
+      ? await openPglite(options.pgliteDir)
+      : openPostgres(options.url, options.poolMax ?? 10);
   installTransactionGuard(knex);
   return {
     knex,
@@ -53,14 +56,23 @@ function openPostgres(url: string, poolMax: number): Knex {
  */
 class PgliteClient extends ClientPgLite {
   processResponse(obj: { method?: string }, runner: unknown): unknown {
-    const base = ClientPgLite.prototype as unknown as { processResponse(obj: unknown, runner: unknown): unknown };
-    return base.processResponse.call(this, obj.method === "del" ? { ...obj, method: "delete" } : obj, runner);
+    const base = ClientPgLite.prototype as unknown as {
+      processResponse(obj: unknown, runner: unknown): unknown;
+    };
+    return base.processResponse.call(
+      this,
+      obj.method === "del" ? { ...obj, method: "delete" } : obj,
+      runner,
+    );
   }
 }
 
 async function openPglite(dataDir: string | undefined): Promise<Knex> {
   if (dataDir !== undefined) await mkdir(dataDir, { recursive: true });
-  const instance = await PGlite.create({ ...(dataDir === undefined ? {} : { dataDir }), extensions: { pg_trgm } });
+  const instance = await PGlite.create({
+    ...(dataDir === undefined ? {} : { dataDir }),
+    extensions: { pg_trgm },
+  });
   return knexFactory({
     client: PgliteClient,
     dialect: "postgres",

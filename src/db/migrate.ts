@@ -20,7 +20,10 @@ const source: Knex.MigrationSource<Migration> = {
  */
 export async function migrateToLatest(knex: Knex): Promise<string[]> {
   await ensureAppRole(knex);
-  const [, applied] = (await knex.migrate.latest({ migrationSource: source })) as [number, string[]];
+  const [, applied] = (await knex.migrate.latest({ migrationSource: source })) as [
+    number,
+    string[],
+  ];
   // Tables grant themselves in enableTenantIsolation; sequences are granted here once for all.
   await knex.raw(`grant usage, select on all sequences in schema public to ${APP_ROLE}`);
   return applied;

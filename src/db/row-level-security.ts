@@ -8,7 +8,11 @@ import { APP_ROLE } from "./tenant-transaction.ts";
  * tenants for its bookkeeping (finding pending work, routing), which is why
  * all request-driven code goes through withTenant.
  */
-export async function enableTenantIsolation(knex: Knex, table: string, column = "tenant_id"): Promise<void> {
+export async function enableTenantIsolation(
+  knex: Knex,
+  table: string,
+  column = "tenant_id",
+): Promise<void> {
   await knex.raw(`grant select, insert, update, delete on ${table} to ${APP_ROLE}`);
   await knex.raw(`alter table ${table} enable row level security`);
   await knex.raw(

@@ -20,7 +20,11 @@ const openTransaction = new AsyncLocalStorage<TransactionScope>();
  * belong after commit), and use only `trx`: the root handle is refused inside
  * (see installTransactionGuard).
  */
-export function withTenant<T>(db: Knex, tenantId: TenantId, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+export function withTenant<T>(
+  db: Knex,
+  tenantId: TenantId,
+  work: (trx: Knex.Transaction) => Promise<T>,
+): Promise<T> {
   return db.transaction((trx) =>
     openTransaction.run({ tenantId }, async () => {
       await trx.raw("select set_config('app.tenant_id', ?, true)", [tenantId]);
@@ -34,7 +38,10 @@ export function withTenant<T>(db: Knex, tenantId: TenantId, work: (trx: Knex.Tra
  * A transaction for service-wide tables (tenants, homeservers) that are not
  * scoped to one tenant. Same guard as withTenant.
  */
-export function withSystemTransaction<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+export function withSystemTransaction<T>(
+  db: Knex,
+  work: (trx: Knex.Transaction) => Promise<T>,
+): Promise<T> {
   return db.transaction((trx) => openTransaction.run({ tenantId: null }, () => work(trx)));
 }
 
@@ -54,7 +61,10 @@ export function installTransactionGuard(db: Knex): void {
   client.acquireConnection = () => {
     if (openTransaction.getStore() !== undefined) {
       return Promise.reject(
-        new AppError("internal", "database handle used inside a transaction: use the transaction's trx instead"),
+        new AppError(
+          "internal",
+          "database handle used inside a transaction: use the transaction's trx instead",
+        ),
       );
     }
     return acquire();

@@ -51,14 +51,25 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
 
   let tenant = await app.tenantRepository.findBySlug(app.database.knex, DEMO_TENANT_SLUG);
   if (tenant === undefined) {
-    tenant = (await app.tenants.create({ slug: DEMO_TENANT_SLUG, name: "Demo", serverName, homeserverUrl: clientUrl })).tenant;
+    tenant = (
+      await app.tenants.create({
+        slug: DEMO_TENANT_SLUG,
+        name: "Demo",
+        serverName,
+        homeserverUrl: clientUrl,
+      })
+    ).tenant;
     log.info({ tenantId: tenant.id }, "created the demo tenant");
   }
   const homeserverRecord = await app.tenants.requireHomeserver(tenant);
   if (homeserverRecord.serverName !== serverName) {
-    throw new AppError("bad_request", `the data directory holds a homeserver for "${homeserverRecord.serverName}", not embedded.serverName "${serverName}"; use another dataDir`);
+    throw new AppError(
+      "bad_request",
+      `the data directory holds a homeserver for "${homeserverRecord.serverName}", not embedded.serverName "${serverName}"; use another dataDir`,
+    );
   }
-  if (homeserverRecord.clientUrl !== clientUrl) await app.tenantRepository.updateHomeserverUrl(app.database.knex, tenant.id, clientUrl);
+  if (homeserverRecord.clientUrl !== clientUrl)
+    await app.tenantRepository.updateHomeserverUrl(app.database.knex, tenant.id, clientUrl);
 
   const homeserver = new SynapseProcess(
     {
@@ -68,7 +79,9 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
       dataDir: join(config.dataDir, "homeservers", DEMO_TENANT_SLUG),
       database: { kind: "sqlite" },
       registrationSharedSecret: stored.sharedSecret,
-      appserviceRegistrations: { "switchboard.yaml": app.registrationYaml({ ...homeserverRecord, clientUrl }) },
+      appserviceRegistrations: {
+        "switchboard.yaml": app.registrationYaml({ ...homeserverRecord, clientUrl }),
+      },
     },
     { chrootDir: config.synapse.chrootDir, logger: log },
   );
@@ -77,7 +90,10 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
 
   await ensureHumanAccount(clientUrl, stored, adminLocalpart);
   // The person trying the service is its bootstrap admin, in chat too.
-  await app.tenants.addAdmin(tenant.id, `@${adminLocalpart}:${serverName}`, "bootstrap", { id: "operator", via: "cli" });
+  await app.tenants.addAdmin(tenant.id, `@${adminLocalpart}:${serverName}`, "bootstrap", {
+    id: "operator",
+    via: "cli",
+  });
   const agentName = await ensureDemoAgent(app, tenant.id, demoAgentName);
   const demo: DemoDetails = {
     homeserverUrl: clientUrl,
@@ -86,9 +102,14 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
     password: stored.password,
     agent: agentUserId(config.runtime.agentPrefix, agentName, serverName),
     bot: `@${config.runtime.botLocalpart}:${serverName}`,
-    modelConfigured: config.models.openai.apiKey !== undefined || config.models.anthropic.apiKey !== undefined || config.models.openai.baseUrl !== "https://api.openai.com/v1",
+    modelConfigured:
+      config.models.openai.apiKey !== undefined ||
+      config.models.anthropic.apiKey !== undefined ||
+      config.models.openai.baseUrl !== "https://api.openai.com/v1",
   };
-  await writeFile(join(config.dataDir, DEMO_FILE), `${JSON.stringify(demo, null, 2)}\n`, { mode: 0o600 });
+  await writeFile(join(config.dataDir, DEMO_FILE), `${JSON.stringify(demo, null, 2)}\n`, {
+    mode: 0o600,
+  });
   return {
     app,
     homeserver,
@@ -107,27 +128,44 @@ async function loadOrCreateStoredDemo(dataDir: string): Promise<StoredDemo> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
-  const stored: StoredDemo = { password: randomBytes(12).toString("base64url"), sharedSecret: randomBytes(32).toString("base64url") };
+  const stored: StoredDemo = {
+    password: randomBytes(12).toString("base64url"),
+    sharedSecret: randomBytes(32).toString("base64url"),
+  };
   await mkdir(dataDir, { recursive: true });
   await writeFile(file, JSON.stringify(stored), { mode: 0o600 });
   return stored;
 }
 
 /** The person trying the service gets an account; on later starts it already exists. */
-async function ensureHumanAccount(clientUrl: string, stored: StoredDemo, localpart: string): Promise<void> {
+async function ensureHumanAccount(
+  clientUrl: string,
+  stored: StoredDemo,
+  localpart: string,
+): Promise<void> {
   try {
     await loginWithPassword(clientUrl, localpart, stored.password);
   } catch {
-    await registerWithSharedSecret(clientUrl, stored.sharedSecret, { localpart, password: stored.password, admin: true, displayName: "Admin" });
+    await registerWithSharedSecret(clientUrl, stored.sharedSecret, {
+      localpart,
+      password: stored.password,
+      admin: true,
+      displayName: "Admin",
+    });
   }
 }
 
 async function ensureDemoAgent(app: App, tenantId: TenantId, name: string): Promise<string> {
   const existing = await app.agents.list(tenantId);
   if (existing.length > 0) return (existing[0] as { name: string }).name;
-  const agent = await app.agents.create(tenantId, {
-    name,
-    instructions: "You are a friendly, concise assistant for this team. You remember what people tell you about themselves.",
-  }, { id: "operator", via: "cli" });
+  const agent = await app.agents.create(
+    tenantId,
+    {
+      name,
+      instructions:
+        "You are a friendly, concise assistant for this team. You remember what people tell you about themselves.",
+    },
+    { id: "operator", via: "cli" },
+  );
   return agent.name;
 }

@@ -4,7 +4,13 @@ import type { Conversations } from "../agents/conversation.ts";
 import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { parseEvent } from "./events.ts";
-import { acceptTransaction, markEvent, pendingEvents, type AcceptedTransaction, type InboxEvent } from "./inbox.ts";
+import {
+  acceptTransaction,
+  markEvent,
+  pendingEvents,
+  type AcceptedTransaction,
+  type InboxEvent,
+} from "./inbox.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import { KeyedSerialQueue } from "./room-queue.ts";
 import type { ServedTenant, TenantRegistry } from "./tenant-registry.ts";
@@ -31,22 +37,39 @@ export class EventPipeline {
   readonly #queued = new Set<string>();
   #stopping = false;
 
-  constructor(deps: { db: Knex; registry: TenantRegistry; conversations: Conversations; metrics: RuntimeMetrics; log: Logger; maxBodyChars: number }) {
+  constructor(deps: {
+    db: Knex;
+    registry: TenantRegistry;
+    conversations: Conversations;
+    metrics: RuntimeMetrics;
+    log: Logger;
+    maxBodyChars: number;
+  }) {
     this.#db = deps.db;
     this.#registry = deps.registry;
     this.#conversations = deps.conversations;
     this.#metrics = deps.metrics;
     this.#log = deps.log;
     this.#maxBodyChars = deps.maxBodyChars;
-    this.#queue = new KeyedSerialQueue((error, key) => { this.#log.error({ err: error, key }, "room queue task failed"); });
+    this.#queue = new KeyedSerialQueue((error, key) => {
+      this.#log.error({ err: error, key }, "room queue task failed");
+    });
   }
 
   /** Stores a transaction (the caller acknowledges the homeserver after this resolves) and queues its events. */
-  async accept(served: ServedTenant, txnId: string, events: readonly unknown[]): Promise<AcceptedTransaction> {
+  async accept(
+    served: ServedTenant,
+    txnId: string,
+    events: readonly unknown[],
+  ): Promise<AcceptedTransaction> {
     const result = await acceptTransaction(this.#db, served.homeserver.tenantId, txnId, events);
     this.#metrics.transactions.inc({ outcome: result.duplicate ? "duplicate" : "accepted" });
     this.#metrics.events.inc(result.accepted.length);
-    if (result.rejected > 0) this.#log.warn({ tenantId: served.homeserver.tenantId, txnId, rejected: result.rejected }, "dropped malformed entries of a transaction");
+    if (result.rejected > 0)
+      this.#log.warn(
+        { tenantId: served.homeserver.tenantId, txnId, rejected: result.rejected },
+        "dropped malformed entries of a transaction",
+      );
     for (const item of result.accepted) this.#enqueue(served, item);
     return result;
   }
@@ -87,26 +110,40 @@ export class EventPipeline {
   }
 
   async #handleWithRetries(served: ServedTenant, item: InboxEvent): Promise<void> {
-    const log = this.#log.child({ tenantId: item.tenantId, eventId: item.eventId, roomId: item.roomId });
+    const log = this.#log.child({
+      tenantId: item.tenantId,
+      eventId: item.eventId,
+      roomId: item.roomId,
+    });
     const stopTimer = this.#metrics.handleSeconds.startTimer();
     for (let attempt = item.attempts + 1; ; attempt++) {
       if (this.#stopping) return;
       try {
         const outcome = await this.#handle(served, item);
-        await markEvent(this.#db, item.tenantId, item.seq, { status: "done", ...(outcome === undefined ? {} : { error: outcome }) });
+        await markEvent(this.#db, item.tenantId, item.seq, {
+          status: "done",
+          ...(outcome === undefined ? {} : { error: outcome }),
+        });
         this.#metrics.handled.inc({ outcome: outcome === undefined ? "handled" : "ignored" });
         stopTimer();
         return;
       } catch (error) {
         if (attempt >= MAX_EVENT_ATTEMPTS) {
           log.error({ err: error, attempt }, "event failed; giving up on it");
-          await markEvent(this.#db, item.tenantId, item.seq, { status: "failed", error: describeError(error).slice(0, 1000) }).catch((markError: unknown) => { log.error({ err: markError }, "could not record the failed event; it stays pending"); },
-          );
+          await markEvent(this.#db, item.tenantId, item.seq, {
+            status: "failed",
+            error: describeError(error).slice(0, 1000),
+          }).catch((markError: unknown) => {
+            log.error({ err: markError }, "could not record the failed event; it stays pending");
+          });
           this.#metrics.handled.inc({ outcome: "failed" });
           return;
         }
         const delayMs = Math.min(RETRY_BASE_DELAY_MS * 2 ** (attempt - 1), RETRY_MAX_DELAY_MS);
-        log.warn({ err: describeError(error), attempt, delayMs }, "event handling failed; retrying");
+        log.warn(
+          { err: describeError(error), attempt, delayMs },
+          "event handling failed; retrying",
+        );
         await sleep(delayMs);
       }
     }
@@ -123,12 +160,14 @@ export class EventPipeline {
       const { sender } = parsed.message;
       if (sender !== served.botUserId && !served.appservice.isNamespacedUser(sender)) {
         served.activity.record(sender, false);
-        this.#metrics.activeUsers.set({ tenant: served.homeserver.tenantId }, served.activity.activeUsers);
+        this.#metrics.activeUsers.set(
+          { tenant: served.homeserver.tenantId },
+          served.activity.activeUsers,
+        );
       }
-    }
-    else if (parsed.kind === "invite") await this.#conversations.handleInvite(context, parsed.invite);
+    } else if (parsed.kind === "invite")
+      await this.#conversations.handleInvite(context, parsed.invite);
     else await this.#conversations.handleMembership(context, parsed.change);
     return undefined;
   }
 }
-

@@ -52,18 +52,25 @@ export function boundText(text: string, maxChars: number): string {
 
 export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
   const roomId = event.room_id as RoomId;
-  if (!isMatrixUserId(event.sender)) return { kind: "ignored", reason: "sender is not a valid Matrix ID" };
+  if (!isMatrixUserId(event.sender))
+    return { kind: "ignored", reason: "sender is not a valid Matrix ID" };
   if (event.type === "m.room.member") return parseMember(event, roomId);
-  if (event.type !== "m.room.message") return { kind: "ignored", reason: `event type ${event.type} is not handled` };
+  if (event.type !== "m.room.message")
+    return { kind: "ignored", reason: `event type ${event.type} is not handled` };
 
   const content = messageContentSchema.safeParse(event.content);
   if (!content.success) return { kind: "ignored", reason: "message content is malformed" };
   const { msgtype, body } = content.data;
-  if (!TEXT_MSGTYPES.has(msgtype)) return { kind: "ignored", reason: `msgtype ${msgtype} is not handled` };
+  if (!TEXT_MSGTYPES.has(msgtype))
+    return { kind: "ignored", reason: `msgtype ${msgtype} is not handled` };
   const relation = content.data["m.relates_to"];
-  if (relation?.rel_type === "m.replace") return { kind: "ignored", reason: "edits are not answered" };
+  if (relation?.rel_type === "m.replace")
+    return { kind: "ignored", reason: "edits are not answered" };
 
-  const originServerTs = typeof event.origin_server_ts === "number" && Number.isFinite(event.origin_server_ts) ? event.origin_server_ts : Date.now();
+  const originServerTs =
+    typeof event.origin_server_ts === "number" && Number.isFinite(event.origin_server_ts)
+      ? event.origin_server_ts
+      : Date.now();
   const mentions = content.data["m.mentions"];
   return {
     kind: "message",
@@ -73,12 +80,26 @@ export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
       sender: event.sender,
       msgtype: msgtype as IncomingMessage["msgtype"],
       // Only replies carry a fallback; a message that merely starts with a quote keeps it.
-      body: boundText(relation?.["m.in_reply_to"]?.event_id !== undefined ? stripReplyFallback(body) : body, maxBodyChars),
+      body: boundText(
+        relation?.["m.in_reply_to"]?.event_id !== undefined ? stripReplyFallback(body) : body,
+        maxBodyChars,
+      ),
       // The <mx-reply> fallback quotes the replied-to message, pills included: it must not address anyone.
-      formattedBody: content.data.format === "org.matrix.custom.html" && content.data.formatted_body !== undefined ? boundText(content.data.formatted_body.replace(/^\s*<mx-reply>[\s\S]*?<\/mx-reply>/, ""), maxBodyChars * 2) : null,
-      threadRootId: relation?.rel_type === "m.thread" && relation.event_id !== undefined ? (relation.event_id as EventId) : null,
+      formattedBody:
+        content.data.format === "org.matrix.custom.html" &&
+        content.data.formatted_body !== undefined
+          ? boundText(
+              content.data.formatted_body.replace(/^\s*<mx-reply>[\s\S]*?<\/mx-reply>/, ""),
+              maxBodyChars * 2,
+            )
+          : null,
+      threadRootId:
+        relation?.rel_type === "m.thread" && relation.event_id !== undefined
+          ? (relation.event_id as EventId)
+          : null,
       replyToEventId: (relation?.["m.in_reply_to"]?.event_id as EventId | undefined) ?? null,
-      mentionedUserIds: mentions === undefined ? null : (mentions.user_ids ?? []).filter(isMatrixUserId),
+      mentionedUserIds:
+        mentions === undefined ? null : (mentions.user_ids ?? []).filter(isMatrixUserId),
       sentAt: new Date(originServerTs),
     },
   };
@@ -94,7 +115,12 @@ function parseMember(event: RawEvent, roomId: RoomId): ParsedEvent {
   if (content.data.membership === "invite") {
     return {
       kind: "invite",
-      invite: { roomId, invitee: userId, inviter: event.sender as MatrixUserId, isDirect: content.data.is_direct === true },
+      invite: {
+        roomId,
+        invitee: userId,
+        inviter: event.sender as MatrixUserId,
+        isDirect: content.data.is_direct === true,
+      },
     };
   }
   return { kind: "membership", change: { roomId, userId, membership: content.data.membership } };

@@ -1,7 +1,13 @@
 import { Marked } from "marked";
 import type { OutgoingMessage } from "../agents/ports.ts";
 
-const HTML_ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const HTML_ESCAPES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char);
@@ -21,7 +27,7 @@ const markdown = new Marked({
 });
 
 export function markdownToHtml(text: string): string {
-  return (markdown.parse(text, { async: false })).trim();
+  return markdown.parse(text, { async: false }).trim();
 }
 
 type Content = Record<string, unknown>;
@@ -34,7 +40,10 @@ function baseContent(message: OutgoingMessage): Content {
   }
   // An explicit, possibly empty, m.mentions stops clients from pinging
   // everyone whose name happens to appear in an answer.
-  content["m.mentions"] = message.mentions === undefined || message.mentions.length === 0 ? {} : { user_ids: [...message.mentions] };
+  content["m.mentions"] =
+    message.mentions === undefined || message.mentions.length === 0
+      ? {}
+      : { user_ids: [...message.mentions] };
   return content;
 }
 
@@ -57,7 +66,12 @@ export function messageContent(message: OutgoingMessage): Content {
 /** Event content replacing `original` (m.replace); the fallback body is prefixed with "* ". */
 export function editContent(original: string, message: OutgoingMessage): Content {
   const replacement = baseContent(message);
-  const content: Content = { msgtype: message.msgtype, body: `* ${message.body}`, "m.new_content": replacement, "m.relates_to": { rel_type: "m.replace", event_id: original } };
+  const content: Content = {
+    msgtype: message.msgtype,
+    body: `* ${message.body}`,
+    "m.new_content": replacement,
+    "m.relates_to": { rel_type: "m.replace", event_id: original },
+  };
   if (message.html !== undefined) {
     content.format = "org.matrix.custom.html";
     content.formatted_body = `* ${message.html}`;

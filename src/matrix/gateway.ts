@@ -58,11 +58,22 @@ export class MatrixGateway implements ChatGateway {
     this.#log = log;
   }
 
-  async send(sender: MatrixUserId, roomId: RoomId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId> {
+  async send(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    message: OutgoingMessage,
+    idempotencyKey: string,
+  ): Promise<EventId> {
     return this.#putContent(sender, roomId, messageContent(message), idempotencyKey);
   }
 
-  async edit(sender: MatrixUserId, roomId: RoomId, original: EventId, message: OutgoingMessage, idempotencyKey: string): Promise<EventId> {
+  async edit(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    original: EventId,
+    message: OutgoingMessage,
+    idempotencyKey: string,
+  ): Promise<EventId> {
     return this.#putContent(sender, roomId, editContent(original, message), idempotencyKey);
   }
 
@@ -85,13 +96,22 @@ export class MatrixGateway implements ChatGateway {
     await retryRateLimited(() => intent.underlyingClient.leaveRoom(roomId));
   }
 
-  async ensureProfile(user: MatrixUserId, displayName: string, avatarUrl: string | null): Promise<void> {
+  async ensureProfile(
+    user: MatrixUserId,
+    displayName: string,
+    avatarUrl: string | null,
+  ): Promise<void> {
     const wanted = JSON.stringify([displayName, avatarUrl]);
     if (this.#profiles.get(user) === wanted) return;
     const client = await this.#client(user);
-    const current = (await client.getUserProfile(user).catch(() => ({}))) as { displayname?: string; avatar_url?: string };
-    if (current.displayname !== displayName) await retryRateLimited(() => client.setDisplayName(displayName));
-    if (avatarUrl !== null && current.avatar_url !== avatarUrl) await retryRateLimited(() => client.setAvatarUrl(avatarUrl));
+    const current = (await client.getUserProfile(user).catch(() => ({}))) as {
+      displayname?: string;
+      avatar_url?: string;
+    };
+    if (current.displayname !== displayName)
+      await retryRateLimited(() => client.setDisplayName(displayName));
+    if (avatarUrl !== null && current.avatar_url !== avatarUrl)
+      await retryRateLimited(() => client.setAvatarUrl(avatarUrl));
     this.#profiles.set(user, wanted);
   }
 
@@ -105,14 +125,26 @@ export class MatrixGateway implements ChatGateway {
     await retryRateLimited(() => client.inviteUser(invitee, roomId));
   }
 
-  async redact(asUser: MatrixUserId, roomId: RoomId, eventId: EventId, reason: string): Promise<void> {
+  async redact(
+    asUser: MatrixUserId,
+    roomId: RoomId,
+    eventId: EventId,
+    reason: string,
+  ): Promise<void> {
     const client = await this.#client(asUser);
     await retryRateLimited(() => client.redactEvent(roomId, eventId, reason));
   }
 
-  async sendFile(sender: MatrixUserId, roomId: RoomId, file: OutgoingFile, idempotencyKey: string): Promise<EventId> {
+  async sendFile(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    file: OutgoingFile,
+    idempotencyKey: string,
+  ): Promise<EventId> {
     const client = await this.#client(sender);
-    const url = await retryRateLimited(() => client.uploadContent(file.content, file.mimetype, file.name));
+    const url = await retryRateLimited(() =>
+      client.uploadContent(file.content, file.mimetype, file.name),
+    );
     const content: Record<string, unknown> = {
       msgtype: "m.file",
       body: file.name,
@@ -121,14 +153,27 @@ export class MatrixGateway implements ChatGateway {
       info: { mimetype: file.mimetype, size: file.content.length },
       "m.mentions": {},
     };
-    if (file.threadRootId) content["m.relates_to"] = { rel_type: "m.thread", event_id: file.threadRootId, is_falling_back: true, "m.in_reply_to": { event_id: file.threadRootId } };
+    if (file.threadRootId)
+      content["m.relates_to"] = {
+        rel_type: "m.thread",
+        event_id: file.threadRootId,
+        is_falling_back: true,
+        "m.in_reply_to": { event_id: file.threadRootId },
+      };
     return this.#putContent(sender, roomId, content, idempotencyKey);
   }
 
-  async #putContent(sender: MatrixUserId, roomId: RoomId, content: Record<string, unknown>, idempotencyKey: string): Promise<EventId> {
+  async #putContent(
+    sender: MatrixUserId,
+    roomId: RoomId,
+    content: Record<string, unknown>,
+    idempotencyKey: string,
+  ): Promise<EventId> {
     const client = await this.#client(sender);
     const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${transactionIdFor(idempotencyKey)}`;
-    const response = (await retryRateLimited(() => client.doRequest("PUT", path, null, content))) as { event_id: string };
+    const response = (await retryRateLimited(() =>
+      client.doRequest("PUT", path, null, content),
+    )) as { event_id: string };
     return response.event_id as EventId;
   }
 

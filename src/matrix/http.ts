@@ -1,4 +1,9 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import type { Logger } from "../shared/logger.ts";
 import { isMatrixUserId } from "../shared/ids.ts";
 import { agentNameOf } from "../agents/identity.ts";
@@ -19,7 +24,12 @@ export interface AppserviceHttpOptions {
   readonly agentExists: (served: ServedTenant, name: string) => Promise<boolean>;
 }
 
-function matrixError(reply: FastifyReply, status: number, errcode: string, error: string): FastifyReply {
+function matrixError(
+  reply: FastifyReply,
+  status: number,
+  errcode: string,
+  error: string,
+): FastifyReply {
   return reply.code(status).send({ errcode, error });
 }
 
@@ -60,25 +70,40 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
     request.served = auth.served;
   });
 
-  app.setErrorHandler((error: { statusCode?: number; code?: string; message: string }, request, reply) => {
-    const status = error.statusCode ?? 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, "appservice request failed");
-      return matrixError(reply, 500, "M_UNKNOWN", "Internal error; the homeserver should retry");
-    }
-    if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") return matrixError(reply, 413, "M_TOO_LARGE", "Transaction too large");
-    if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") return matrixError(reply, 415, "M_NOT_JSON", "Content must be application/json");
-    return matrixError(reply, status, "M_NOT_JSON", error.message);
-  });
+  app.setErrorHandler(
+    (error: { statusCode?: number; code?: string; message: string }, request, reply) => {
+      const status = error.statusCode ?? 500;
+      if (status >= 500) {
+        request.log.error({ err: error }, "appservice request failed");
+        return matrixError(reply, 500, "M_UNKNOWN", "Internal error; the homeserver should retry");
+      }
+      if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE")
+        return matrixError(reply, 413, "M_TOO_LARGE", "Transaction too large");
+      if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE")
+        return matrixError(reply, 415, "M_NOT_JSON", "Content must be application/json");
+      return matrixError(reply, status, "M_NOT_JSON", error.message);
+    },
+  );
 
-  app.setNotFoundHandler((_request, reply) => matrixError(reply, 404, "M_UNRECOGNIZED", "Unrecognized request"));
+  app.setNotFoundHandler((_request, reply) =>
+    matrixError(reply, 404, "M_UNRECOGNIZED", "Unrecognized request"),
+  );
 
-  const transaction = async (request: FastifyRequest<{ Params: { txnId: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+  const transaction = async (
+    request: FastifyRequest<{ Params: { txnId: string } }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
     const served = request.served as ServedTenant;
     const { txnId } = request.params;
-    if (txnId.length === 0 || txnId.length > MAX_TXN_ID_CHARS) return matrixError(reply, 400, "M_INVALID_PARAM", "Bad transaction id");
+    if (txnId.length === 0 || txnId.length > MAX_TXN_ID_CHARS)
+      return matrixError(reply, 400, "M_INVALID_PARAM", "Bad transaction id");
     const body = request.body as { events?: unknown } | null | undefined;
-    if (typeof body !== "object" || body === null || Array.isArray(body) || !Array.isArray(body.events)) {
+    if (
+      typeof body !== "object" ||
+      body === null ||
+      Array.isArray(body) ||
+      !Array.isArray(body.events)
+    ) {
       return matrixError(reply, 400, "M_BAD_JSON", "Body must be an object with an events array");
     }
     await options.pipeline.accept(served, txnId, body.events);
@@ -87,13 +112,21 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
   app.put("/tenants/:tenantId/_matrix/app/v1/transactions/:txnId", transaction);
   app.put("/tenants/:tenantId/transactions/:txnId", transaction);
 
-  app.post("/tenants/:tenantId/_matrix/app/v1/ping", async (_request, reply) => reply.code(200).send({}));
+  app.post("/tenants/:tenantId/_matrix/app/v1/ping", async (_request, reply) =>
+    reply.code(200).send({}),
+  );
 
-  const userQuery = async (request: FastifyRequest<{ Params: { userId: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+  const userQuery = async (
+    request: FastifyRequest<{ Params: { userId: string } }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
     const served = request.served as ServedTenant;
     const { userId } = request.params;
-    const name = isMatrixUserId(userId) ? agentNameOf(options.agentPrefix, userId, served.homeserver.serverName) : null;
-    if (name === null || !(await options.agentExists(served, name))) return matrixError(reply, 404, "M_NOT_FOUND", "No such agent");
+    const name = isMatrixUserId(userId)
+      ? agentNameOf(options.agentPrefix, userId, served.homeserver.serverName)
+      : null;
+    if (name === null || !(await options.agentExists(served, name)))
+      return matrixError(reply, 404, "M_NOT_FOUND", "No such agent");
     // The homeserver asks before it lets anyone interact with the user: make it exist.
     await served.appservice.getIntentForUserId(userId).ensureRegistered();
     return reply.code(200).send({});
@@ -102,11 +135,14 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
   app.get("/tenants/:tenantId/users/:userId", userQuery);
 
   // Agents own no room aliases and speak no third-party protocols.
-  const noRooms = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => matrixError(reply, 404, "M_NOT_FOUND", "No such room alias");
+  const noRooms = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+    matrixError(reply, 404, "M_NOT_FOUND", "No such room alias");
   app.get("/tenants/:tenantId/_matrix/app/v1/rooms/:alias", noRooms);
   app.get("/tenants/:tenantId/rooms/:alias", noRooms);
 
   app.get("/healthz", async (_request, reply) => reply.send({ status: "ok" }));
-  app.get("/metrics", async (_request, reply) => reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()));
+  app.get("/metrics", async (_request, reply) =>
+    reply.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
+  );
   return app;
 }

@@ -35,7 +35,10 @@ function isRawEvent(value: unknown): value is RawEvent {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
   const event = value as Record<string, unknown>;
   return (["event_id", "room_id", "type", "sender"] as const).every(
-    (field) => typeof event[field] === "string" && event[field].length > 0 && event[field].length <= MAX_ID_CHARS,
+    (field) =>
+      typeof event[field] === "string" &&
+      event[field].length > 0 &&
+      event[field].length <= MAX_ID_CHARS,
   );
 }
 
@@ -79,7 +82,14 @@ export async function acceptTransaction(
       const seq = seqOf.get(event.event_id);
       if (seq === undefined) continue;
       seqOf.delete(event.event_id);
-      accepted.push({ seq, tenantId, eventId: event.event_id, roomId: event.room_id, event, attempts: 0 });
+      accepted.push({
+        seq,
+        tenantId,
+        eventId: event.event_id,
+        roomId: event.room_id,
+        event,
+        attempts: 0,
+      });
     }
     accepted.sort((a, b) => a.seq - b.seq);
     return { duplicate: false, accepted, rejected: events.length - valid.length };
@@ -97,7 +107,10 @@ interface InboxRow {
 /** Events of a tenant not yet handled, oldest first (for recovery after a restart). */
 export async function pendingEvents(db: Knex, tenantId: TenantId): Promise<InboxEvent[]> {
   const rows = (await withTenant(db, tenantId, (trx) =>
-    trx("inbound_events").where({ status: "pending" }).orderBy("seq").select("seq", "event_id", "room_id", "event", "attempts"),
+    trx("inbound_events")
+      .where({ status: "pending" })
+      .orderBy("seq")
+      .select("seq", "event_id", "room_id", "event", "attempts"),
   )) as InboxRow[];
   return rows.map((row) => ({
     seq: Number(row.seq),

@@ -16,10 +16,28 @@ export function createRuntimeMetrics(): RuntimeMetrics {
   const metrics = new PrometheusMetrics(registry);
   return {
     registry,
-    transactions: metrics.addCounter({ name: "switchboard_appservice_transactions_total", help: "Appservice transactions received", labels: ["outcome"] }),
-    events: metrics.addCounter({ name: "switchboard_appservice_events_total", help: "Room events accepted into the inbox" }),
-    handled: metrics.addCounter({ name: "switchboard_events_handled_total", help: "Inbox events handled", labels: ["outcome"] }),
-    handleSeconds: metrics.addTimer({ name: "switchboard_event_handle_seconds", help: "Time to handle one inbox event (including model calls)" }),
-    activeUsers: metrics.addGauge({ name: "switchboard_active_users", help: "People active with a tenant's agents (matrix-appservice-bridge activity rules)", labels: ["tenant"] }),
+    transactions: metrics.addCounter({
+      name: "switchboard_appservice_transactions_total",
+      help: "Appservice transactions received",
+      labels: ["outcome"],
+    }),
+    events: metrics.addCounter({
+      name: "switchboard_appservice_events_total",
+      help: "Room events accepted into the inbox",
+    }),
+    handled: metrics.addCounter({
+      name: "switchboard_events_handled_total",
+      help: "Inbox events handled",
+      labels: ["outcome"],
+    }),
+    handleSeconds: metrics.addTimer({
+      name: "switchboard_event_handle_seconds",
+      help: "Time to handle one inbox event (including model calls)",
+    }),
+    activeUsers: metrics.addGauge({
+      name: "switchboard_active_users",
+      help: "People active with a tenant's agents (matrix-appservice-bridge activity rules)",
+      labels: ["tenant"],
+    }),
   };
 }

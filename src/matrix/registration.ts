@@ -4,7 +4,9 @@ import { AppServiceRegistration } from "matrix-appservice-bridge";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { TenantHomeserver } from "../tenants/types.ts";
 
-const TEMPLATE_PATH = fileURLToPath(new URL("../../appservice/registration.template.yaml", import.meta.url));
+const TEMPLATE_PATH = fileURLToPath(
+  new URL("../../appservice/registration.template.yaml", import.meta.url),
+);
 
 export interface RegistrationParameters {
   /** Base URL at which homeservers reach the runtime. */
@@ -34,10 +36,13 @@ function escapeRegex(text: string): string {
 }
 
 function fill(value: unknown, placeholders: Readonly<Record<string, string>>): unknown {
-  if (typeof value === "string") return value.replace(/\{(\w+)\}/g, (match, name: string) => placeholders[name] ?? match);
+  if (typeof value === "string")
+    return value.replace(/\{(\w+)\}/g, (match, name: string) => placeholders[name] ?? match);
   if (Array.isArray(value)) return value.map((item) => fill(item, placeholders));
   if (typeof value === "object" && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([key, child]) => [key, fill(child, placeholders)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, child]) => [key, fill(child, placeholders)]),
+    );
   }
   return value;
 }
@@ -47,7 +52,10 @@ function fill(value: unknown, placeholders: Readonly<Record<string, string>>): u
  * with the tenant's own tokens, through matrix-appservice-bridge's
  * AppServiceRegistration (which checks the required fields).
  */
-export function buildRegistration(homeserver: TenantHomeserver, parameters: RegistrationParameters): RegistrationDocument {
+export function buildRegistration(
+  homeserver: TenantHomeserver,
+  parameters: RegistrationParameters,
+): RegistrationDocument {
   const template = parseYaml(readFileSync(TEMPLATE_PATH, "utf8")) as Record<string, unknown>;
   const filled = fill(template, {
     runtimeUrl: parameters.runtimeUrl.replace(/\/+$/, ""),

@@ -36,7 +36,13 @@ export class Runtime {
     this.#log = deps.log.child({ module: "runtime" });
     routeSdkLogging(deps.log);
     this.metrics = createRuntimeMetrics();
-    this.registry = new TenantRegistry(db, deps.tenants, registrationParameters(config), config.runtime.activitySaveDelayMs, this.#log);
+    this.registry = new TenantRegistry(
+      db,
+      deps.tenants,
+      registrationParameters(config),
+      config.runtime.activitySaveDelayMs,
+      this.#log,
+    );
     this.pipeline = new EventPipeline({
       db,
       registry: this.registry,
@@ -53,14 +59,19 @@ export class Runtime {
       bodyLimitBytes: config.runtime.maxTransactionBytes,
       agentPrefix: config.runtime.agentPrefix,
       agentExists: async (served, name) =>
-        (await withTenant(db, served.homeserver.tenantId, (trx) => agentRepository.findByName(trx, name))) !== undefined,
+        (await withTenant(db, served.homeserver.tenantId, (trx) =>
+          agentRepository.findByName(trx, name),
+        )) !== undefined,
     });
   }
 
   /** Loads tenants, starts listening, and resumes events left pending by a previous run. */
   async start(): Promise<string> {
     await this.registry.loadAll();
-    const url = await this.http.listen({ host: this.#config.runtime.host, port: this.#config.runtime.port });
+    const url = await this.http.listen({
+      host: this.#config.runtime.host,
+      port: this.#config.runtime.port,
+    });
     const resumed = await this.pipeline.recover();
     this.#log.info({ url, tenants: this.registry.size, resumed }, "appservice runtime listening");
     return url;

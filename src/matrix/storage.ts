@@ -22,26 +22,36 @@ export class TenantAppserviceStorage implements IAppserviceStorageProvider {
 
   async addRegisteredUser(userId: string): Promise<void> {
     await withTenant(this.#db, this.#tenantId, (trx) =>
-      trx("appservice_users").insert({ tenant_id: this.#tenantId, user_id: userId }).onConflict(["tenant_id", "user_id"]).ignore(),
+      trx("appservice_users")
+        .insert({ tenant_id: this.#tenantId, user_id: userId })
+        .onConflict(["tenant_id", "user_id"])
+        .ignore(),
     );
     this.#registered.add(userId);
   }
 
   async isUserRegistered(userId: string): Promise<boolean> {
     if (this.#registered.has(userId)) return true;
-    const row: unknown = await withTenant(this.#db, this.#tenantId, (trx) => trx("appservice_users").where({ user_id: userId }).first());
+    const row: unknown = await withTenant(this.#db, this.#tenantId, (trx) =>
+      trx("appservice_users").where({ user_id: userId }).first(),
+    );
     if (row !== undefined) this.#registered.add(userId);
     return row !== undefined;
   }
 
   async setTransactionCompleted(transactionId: string): Promise<void> {
     await withTenant(this.#db, this.#tenantId, (trx) =>
-      trx("appservice_transactions").insert({ tenant_id: this.#tenantId, txn_id: transactionId }).onConflict(["tenant_id", "txn_id"]).ignore(),
+      trx("appservice_transactions")
+        .insert({ tenant_id: this.#tenantId, txn_id: transactionId })
+        .onConflict(["tenant_id", "txn_id"])
+        .ignore(),
     );
   }
 
   async isTransactionCompleted(transactionId: string): Promise<boolean> {
-    const row: unknown = await withTenant(this.#db, this.#tenantId, (trx) => trx("appservice_transactions").where({ txn_id: transactionId }).first());
+    const row: unknown = await withTenant(this.#db, this.#tenantId, (trx) =>
+      trx("appservice_transactions").where({ txn_id: transactionId }).first(),
+    );
     return row !== undefined;
   }
 }

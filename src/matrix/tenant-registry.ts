@@ -22,7 +22,12 @@ export interface ServedTenant {
 
 export type Authentication =
   | { readonly ok: true; readonly served: ServedTenant }
-  | { readonly ok: false; readonly status: 401 | 403 | 404; readonly errcode: string; readonly error: string };
+  | {
+      readonly ok: false;
+      readonly status: 401 | 403 | 404;
+      readonly errcode: string;
+      readonly error: string;
+    };
 
 /**
  * The tenants this runtime serves, each with a matrix-bot-sdk Appservice
@@ -40,7 +45,13 @@ export class TenantRegistry {
   /** Tenants being loaded, so concurrent first requests share one load. */
   readonly #loading = new Map<TenantId, Promise<ServedTenant | undefined>>();
 
-  constructor(db: Knex, tenants: TenantRepository, registration: RegistrationParameters, activitySaveDelayMs: number, log: Logger) {
+  constructor(
+    db: Knex,
+    tenants: TenantRepository,
+    registration: RegistrationParameters,
+    activitySaveDelayMs: number,
+    log: Logger,
+  ) {
     this.#db = db;
     this.#activitySaveDelayMs = activitySaveDelayMs;
     this.#tenants = tenants;
@@ -49,7 +60,8 @@ export class TenantRegistry {
   }
 
   async loadAll(): Promise<void> {
-    for (const homeserver of await this.#tenants.listHomeservers(this.#db)) await this.#serve(homeserver);
+    for (const homeserver of await this.#tenants.listHomeservers(this.#db))
+      await this.#serve(homeserver);
   }
 
   get size(): number {
@@ -63,10 +75,16 @@ export class TenantRegistry {
   /** Finds the tenant named in the URL and checks the homeserver's token against it. */
   async authenticate(tenantId: string, token: string | undefined): Promise<Authentication> {
     if (token === undefined || token === "") {
-      return { ok: false, status: 401, errcode: "M_UNAUTHORIZED", error: "Missing homeserver token" };
+      return {
+        ok: false,
+        status: 401,
+        errcode: "M_UNAUTHORIZED",
+        error: "Missing homeserver token",
+      };
     }
     const served = isUuid(tenantId) ? await this.get(tenantId as TenantId) : undefined;
-    if (served === undefined) return { ok: false, status: 404, errcode: "M_NOT_FOUND", error: "Unknown tenant" };
+    if (served === undefined)
+      return { ok: false, status: 404, errcode: "M_NOT_FOUND", error: "Unknown tenant" };
     if (!tokenMatchesHash(token, served.homeserver.hsTokenSha256)) {
       return { ok: false, status: 403, errcode: "M_FORBIDDEN", error: "Bad homeserver token" };
     }
@@ -90,7 +108,12 @@ export class TenantRegistry {
   async context(served: ServedTenant): Promise<TenantContext | undefined> {
     const tenant = await this.#tenants.findById(this.#db, served.homeserver.tenantId);
     if (tenant === undefined) return undefined;
-    return { tenant, serverName: served.homeserver.serverName, botUserId: served.botUserId, chat: served.gateway };
+    return {
+      tenant,
+      serverName: served.homeserver.serverName,
+      botUserId: served.botUserId,
+      chat: served.gateway,
+    };
   }
 
   /** Forgets a tenant (deleted, or its homeserver changed) so the next use reloads it. */
@@ -114,7 +137,12 @@ export class TenantRegistry {
       appservice,
       gateway: new MatrixGateway(appservice, this.#log.child({ tenantId: homeserver.tenantId })),
       botUserId: appservice.botUserId as MatrixUserId,
-      activity: await TenantActivity.load(this.#db, homeserver.tenantId, this.#activitySaveDelayMs, this.#log),
+      activity: await TenantActivity.load(
+        this.#db,
+        homeserver.tenantId,
+        this.#activitySaveDelayMs,
+        this.#log,
+      ),
     };
     this.#served.set(homeserver.tenantId, served);
     return served;

@@ -1,4 +1,10 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  randomBytes,
+  timingSafeEqual,
+} from "node:crypto";
 import { AppError } from "../shared/errors.ts";
 
 const ALGORITHM = "aes-256-gcm";
@@ -21,11 +27,18 @@ export class SecretCipher {
     const decoded = new Map<string, Buffer>();
     for (const [id, base64] of Object.entries(keys)) {
       const key = Buffer.from(base64, "base64");
-      if (key.length !== 32) throw new AppError("bad_request", `secrets.masterKeys.${id}: must be 32 bytes, base64-encoded`);
+      if (key.length !== 32)
+        throw new AppError(
+          "bad_request",
+          `secrets.masterKeys.${id}: must be 32 bytes, base64-encoded`,
+        );
       decoded.set(id, key);
     }
     if (!decoded.has(activeKeyId)) {
-      throw new AppError("bad_request", `secrets.activeKeyId: no master key with id "${activeKeyId}"`);
+      throw new AppError(
+        "bad_request",
+        `secrets.activeKeyId: no master key with id "${activeKeyId}"`,
+      );
     }
     this.#keys = decoded;
     this.#activeKeyId = activeKeyId;
@@ -38,24 +51,50 @@ export class SecretCipher {
     // The key id is authenticated too, so a value cannot be relabelled.
     cipher.setAAD(Buffer.from(this.#activeKeyId));
     const ciphertext = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    return [FORMAT_VERSION, this.#activeKeyId, iv.toString("base64url"), cipher.getAuthTag().toString("base64url"), ciphertext.toString("base64url")].join(":");
+    return [
+      FORMAT_VERSION,
+      this.#activeKeyId,
+      iv.toString("base64url"),
+      cipher.getAuthTag().toString("base64url"),
+      ciphertext.toString("base64url"),
+    ].join(":");
   }
 
   decrypt(stored: string): string {
     const parts = stored.split(":");
     const [version, keyId, iv, tag, ciphertext] = parts;
-    if (parts.length !== 5 || version !== FORMAT_VERSION || keyId === undefined || iv === undefined || tag === undefined || ciphertext === undefined) {
+    if (
+      parts.length !== 5 ||
+      version !== FORMAT_VERSION ||
+      keyId === undefined ||
+      iv === undefined ||
+      tag === undefined ||
+      ciphertext === undefined
+    ) {
       throw new AppError("internal", "stored secret has an unknown format");
     }
     const key = this.#keys.get(keyId);
-    if (key === undefined) throw new AppError("internal", `stored secret needs master key "${keyId}", which is not configured`);
+    if (key === undefined)
+      throw new AppError(
+        "internal",
+        `stored secret needs master key "${keyId}", which is not configured`,
+      );
     try {
-      const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(iv, "base64url"), { authTagLength: TAG_BYTES });
+      const decipher = createDecipheriv(ALGORITHM, key, Buffer.from(iv, "base64url"), {
+        authTagLength: TAG_BYTES,
+      });
       decipher.setAAD(Buffer.from(keyId));
       decipher.setAuthTag(Buffer.from(tag, "base64url"));
-      return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
+      return Buffer.concat([
+        decipher.update(Buffer.from(ciphertext, "base64url")),
+        decipher.final(),
+      ]).toString("utf8");
     } catch (error) {
-      throw new AppError("internal", "stored secret failed authentication (wrong key or tampered value)", { cause: error });
+      throw new AppError(
+        "internal",
+        "stored secret failed authentication (wrong key or tampered value)",
+        { cause: error },
+      );
     }
   }
 

@@ -19,14 +19,23 @@ export async function loadCipher(config: Readonly<Config>, log: Logger): Promise
 
   const file = join(config.dataDir, GENERATED_KEYS_FILE);
   try {
-    const stored = JSON.parse(await readFile(file, "utf8")) as { activeKeyId: string; keys: Record<string, string> };
+    const stored = JSON.parse(await readFile(file, "utf8")) as {
+      activeKeyId: string;
+      keys: Record<string, string>;
+    };
     return new SecretCipher(stored.keys, stored.activeKeyId);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
   const keys = { local: randomBytes(32).toString("base64") };
   await mkdir(config.dataDir, { recursive: true });
-  await writeFile(file, JSON.stringify({ activeKeyId: "local", keys }, null, 2), { mode: 0o600, flag: "wx" });
-  log.warn({ file }, "no master key configured: generated one for this data directory (set SWITCHBOARD_MASTER_KEY in production)");
+  await writeFile(file, JSON.stringify({ activeKeyId: "local", keys }, null, 2), {
+    mode: 0o600,
+    flag: "wx",
+  });
+  log.warn(
+    { file },
+    "no master key configured: generated one for this data directory (set SWITCHBOARD_MASTER_KEY in production)",
+  );
   return new SecretCipher(keys, "local");
 }

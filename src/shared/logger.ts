@@ -49,7 +49,12 @@ export function createLogger(options: LoggerOptions): Logger {
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
     base: { service: "switchboard" },
     ...(options.pretty
-      ? { transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service" } } }
+      ? {
+          transport: {
+            target: "pino-pretty",
+            options: { colorize: true, ignore: "pid,hostname,service" },
+          },
+        }
       : {}),
   };
   return options.destination === undefined ? pino(settings) : pino(settings, options.destination);

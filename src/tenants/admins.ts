@@ -8,8 +8,16 @@ export type AdminSource = "bootstrap" | "operator" | "member";
  * IDs an operator adds, and (with the portal) members' linked IDs.
  */
 export const tenantAdmins = {
-  async add(trx: Knex.Transaction, tenantId: TenantId, userId: string, source: AdminSource): Promise<void> {
-    await trx("tenant_admins").insert({ tenant_id: tenantId, user_id: userId, source }).onConflict(["tenant_id", "user_id"]).ignore();
+  async add(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    userId: string,
+    source: AdminSource,
+  ): Promise<void> {
+    await trx("tenant_admins")
+      .insert({ tenant_id: tenantId, user_id: userId, source })
+      .onConflict(["tenant_id", "user_id"])
+      .ignore();
   },
 
   async remove(trx: Knex.Transaction, userId: string): Promise<boolean> {
@@ -21,7 +29,10 @@ export const tenantAdmins = {
   },
 
   async list(trx: Knex.Transaction): Promise<{ userId: string; source: AdminSource }[]> {
-    const rows = (await trx("tenant_admins").orderBy("user_id").select("user_id", "source")) as { user_id: string; source: AdminSource }[];
+    const rows = (await trx("tenant_admins").orderBy("user_id").select("user_id", "source")) as {
+      user_id: string;
+      source: AdminSource;
+    }[];
     return rows.map((row) => ({ userId: row.user_id, source: row.source }));
   },
 };

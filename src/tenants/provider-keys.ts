@@ -13,7 +13,9 @@ const MAX_KEY_CHARS = 512;
 export function validateProviderKey(provider: ModelProviderName, key: string): string {
   const trimmed = key.trim();
   if (trimmed.length < MIN_KEY_CHARS || trimmed.length > MAX_KEY_CHARS || /\s/.test(trimmed)) {
-    throw badRequest(`the ${provider} key must be ${String(MIN_KEY_CHARS)}-${String(MAX_KEY_CHARS)} characters without spaces`);
+    throw badRequest(
+      `the ${provider} key must be ${String(MIN_KEY_CHARS)}-${String(MAX_KEY_CHARS)} characters without spaces`,
+    );
   }
   return trimmed;
 }
@@ -28,7 +30,12 @@ export class ProviderKeys {
     this.#cipher = cipher;
   }
 
-  async set(tenantId: TenantId, provider: ModelProviderName, key: string, by: Actor): Promise<{ hint: string }> {
+  async set(
+    tenantId: TenantId,
+    provider: ModelProviderName,
+    key: string,
+    by: Actor,
+  ): Promise<{ hint: string }> {
     const trimmed = validateProviderKey(provider, key);
     const hint = `…${trimmed.slice(-4)}`;
     const encrypted = this.#cipher.encrypt(trimmed);
@@ -44,14 +51,17 @@ export class ProviderKeys {
 
   async remove(tenantId: TenantId, provider: ModelProviderName, by: Actor): Promise<boolean> {
     return withTenant(this.#db, tenantId, async (trx) => {
-      const removed = (await trx("provider_keys").where({ provider }).delete(["provider"])).length > 0;
+      const removed =
+        (await trx("provider_keys").where({ provider }).delete(["provider"])).length > 0;
       if (removed) await auditLog.recordBy(trx, tenantId, by, "key.remove", provider);
       return removed;
     });
   }
 
   async list(tenantId: TenantId): Promise<{ provider: ModelProviderName; hint: string }[]> {
-    const rows = (await withTenant(this.#db, tenantId, (trx) => trx("provider_keys").orderBy("provider").select("provider", "key_hint"))) as {
+    const rows = (await withTenant(this.#db, tenantId, (trx) =>
+      trx("provider_keys").orderBy("provider").select("provider", "key_hint"),
+    )) as {
       provider: ModelProviderName;
       key_hint: string;
     }[];
@@ -60,9 +70,9 @@ export class ProviderKeys {
 
   /** The stored key in plaintext, for a model call only. */
   async reveal(tenantId: TenantId, provider: ModelProviderName): Promise<string | undefined> {
-    const row = (await withTenant(this.#db, tenantId, (trx) => trx("provider_keys").where({ provider }).first("key_encrypted"))) as
-      | { key_encrypted: string }
-      | undefined;
+    const row = (await withTenant(this.#db, tenantId, (trx) =>
+      trx("provider_keys").where({ provider }).first("key_encrypted"),
+    )) as { key_encrypted: string } | undefined;
     return row === undefined ? undefined : this.#cipher.decrypt(row.key_encrypted);
   }
 }

@@ -22,7 +22,13 @@ interface HomeserverRow {
 }
 
 function toTenant(row: TenantRow): Tenant {
-  return { id: row.id as TenantId, slug: row.slug, name: row.name, status: row.status, createdAt: new Date(row.created_at) };
+  return {
+    id: row.id as TenantId,
+    slug: row.slug,
+    name: row.name,
+    status: row.status,
+    createdAt: new Date(row.created_at),
+  };
 }
 
 /**
@@ -80,7 +86,8 @@ export class TenantRepository {
   }
 
   async findHomeserver(db: Knex, tenantId: TenantId): Promise<TenantHomeserver | undefined> {
-    const row = (await db("homeservers").where({ tenant_id: tenantId }).first()) as HomeserverRow | undefined;
+    const row = (await db("homeservers").where({ tenant_id: tenantId }).first()) as
+      HomeserverRow | undefined;
     return row === undefined ? undefined : this.#toHomeserver(row);
   }
 

@@ -11,10 +11,18 @@ import type { TenantRepository } from "./repository.ts";
 import type { Tenant, TenantHomeserver } from "./types.ts";
 
 export const NewTenantSchema = z.strictObject({
-  slug: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/, "must be 1-32 lowercase letters, digits or '-', not starting or ending with '-'"),
+  slug: z
+    .string()
+    .regex(
+      /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/,
+      "must be 1-32 lowercase letters, digits or '-', not starting or ending with '-'",
+    ),
   name: z.string().trim().min(1).max(100),
   /** The homeserver's server_name: the part after ':' in every Matrix ID. */
-  serverName: z.string().regex(/^[a-z0-9.-]+(:\d{1,5})?$/i, "must be a hostname, optionally with :port").max(255),
+  serverName: z
+    .string()
+    .regex(/^[a-z0-9.-]+(:\d{1,5})?$/i, "must be a hostname, optionally with :port")
+    .max(255),
   /** Client-server API base URL the runtime uses to reach the homeserver. */
   homeserverUrl: z.url({ protocol: /^https?$/ }),
 });
@@ -33,9 +41,11 @@ export class TenantService {
   async create(input: NewTenant): Promise<{ tenant: Tenant; homeserver: TenantHomeserver }> {
     const { slug, name, serverName, homeserverUrl } = parseOrThrow(NewTenantSchema, input);
     return withSystemTransaction(this.#db, async (trx) => {
-      if ((await this.#tenants.findBySlug(trx, slug)) !== undefined) throw conflict(`a tenant with slug "${slug}" already exists`);
+      if ((await this.#tenants.findBySlug(trx, slug)) !== undefined)
+        throw conflict(`a tenant with slug "${slug}" already exists`);
       const taken: unknown = await trx("homeservers").where({ server_name: serverName }).first();
-      if (taken !== undefined) throw conflict(`server name "${serverName}" is already used by another tenant`);
+      if (taken !== undefined)
+        throw conflict(`server name "${serverName}" is already used by another tenant`);
       const tenant = await this.#tenants.insertTenant(trx, { slug, name });
       const hsToken = generateToken();
       const homeserver: TenantHomeserver = {
@@ -53,8 +63,14 @@ export class TenantService {
   }
 
   /** Lets a Matrix ID administer the tenant by chat. */
-  async addAdmin(tenantId: TenantId, userId: string, source: AdminSource, by: Actor): Promise<void> {
-    if (!isMatrixUserId(userId)) throw badRequest(`"${userId.slice(0, 80)}" is not a Matrix ID like @alice:example.org`);
+  async addAdmin(
+    tenantId: TenantId,
+    userId: string,
+    source: AdminSource,
+    by: Actor,
+  ): Promise<void> {
+    if (!isMatrixUserId(userId))
+      throw badRequest(`"${userId.slice(0, 80)}" is not a Matrix ID like @alice:example.org`);
     await withTenant(this.#db, tenantId, async (trx) => {
       await tenantAdmins.add(trx, tenantId, userId, source);
       await auditLog.recordBy(trx, tenantId, by, "admin.add", userId, { source });

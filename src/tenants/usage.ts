@@ -18,9 +18,15 @@ export async function usageSummary(db: Knex, tenantId: TenantId): Promise<UsageS
   return withTenant(db, tenantId, async (trx) => {
     const row = (await trx("usage_daily")
       .select(
-        trx.raw("coalesce(sum(messages) filter (where day = (now() at time zone 'utc')::date), 0)::int as today_messages"),
-        trx.raw("coalesce(sum(input_tokens) filter (where day = (now() at time zone 'utc')::date), 0)::bigint as today_input"),
-        trx.raw("coalesce(sum(output_tokens) filter (where day = (now() at time zone 'utc')::date), 0)::bigint as today_output"),
+        trx.raw(
+          "coalesce(sum(messages) filter (where day = (now() at time zone 'utc')::date), 0)::int as today_messages",
+        ),
+        trx.raw(
+          "coalesce(sum(input_tokens) filter (where day = (now() at time zone 'utc')::date), 0)::bigint as today_input",
+        ),
+        trx.raw(
+          "coalesce(sum(output_tokens) filter (where day = (now() at time zone 'utc')::date), 0)::bigint as today_output",
+        ),
         trx.raw("coalesce(sum(messages), 0)::int as month_messages"),
         trx.raw("coalesce(sum(input_tokens), 0)::bigint as month_input"),
         trx.raw("coalesce(sum(output_tokens), 0)::bigint as month_output"),
@@ -29,8 +35,16 @@ export async function usageSummary(db: Knex, tenantId: TenantId): Promise<UsageS
       .first()) as Record<string, number | string>;
     const n = (key: string): number => Number(row[key] ?? 0);
     return {
-      today: { messages: n("today_messages"), inputTokens: n("today_input"), outputTokens: n("today_output") },
-      month: { messages: n("month_messages"), inputTokens: n("month_input"), outputTokens: n("month_output") },
+      today: {
+        messages: n("today_messages"),
+        inputTokens: n("today_input"),
+        outputTokens: n("today_output"),
+      },
+      month: {
+        messages: n("month_messages"),
+        inputTokens: n("month_input"),
+        outputTokens: n("month_output"),
+      },
     };
   });
 }

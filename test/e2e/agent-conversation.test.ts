@@ -21,7 +21,13 @@ describe("agents on a real homeserver", () => {
     const alice = await acme.user("alice");
     const ada = acme.agentUserId("ada");
     const roomId = await alice.createRoom({ invite: [ada], isDirect: true });
-    await alice.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+    await alice.waitForEvent(
+      roomId,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === ada &&
+        event.content.membership === "join",
+    );
 
     stack.model.enqueue({ kind: "reply", text: "Hello Alice, nice to meet you.", chunks: 4 });
     const question = await alice.sendText(roomId, "hi there");
@@ -33,7 +39,11 @@ describe("agents on a real homeserver", () => {
     expect(reply.content["m.relates_to"]).toBeUndefined();
     expect(question).toMatch(/^\$/);
     // People's activity is tracked (matrix-appservice-bridge) and saved; agents' is not.
-    await expect.poll(async () => (await stack.database.knex("user_activity").pluck("user_id")) as string[], { timeout: 10_000 }).toEqual([alice.userId]);
+    await expect
+      .poll(async () => (await stack.database.knex("user_activity").pluck("user_id")) as string[], {
+        timeout: 10_000,
+      })
+      .toEqual([alice.userId]);
   });
 
   it("streams a slow answer as one message plus throttled edits, in the thread it was asked in", async () => {
@@ -41,23 +51,42 @@ describe("agents on a real homeserver", () => {
     const ada = acme.agentUserId("ada");
     const roomId = await carol.createRoom({ invite: [ada] });
     await carol.invite(roomId, acme.agentUserId("bob"));
-    await carol.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+    await carol.waitForEvent(
+      roomId,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === ada &&
+        event.content.membership === "join",
+    );
 
     const root = await carol.sendText(roomId, "a thread about streaming");
     const text = "one two three four five six seven eight nine ten eleven twelve";
     stack.model.enqueue({ kind: "reply", text, chunks: 12, chunkDelayMs: 120 });
-    await carol.sendText(roomId, "Ada, count to twelve", { "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true, "m.in_reply_to": { event_id: root } } });
+    await carol.sendText(roomId, "Ada, count to twelve", {
+      "m.relates_to": {
+        rel_type: "m.thread",
+        event_id: root,
+        is_falling_back: true,
+        "m.in_reply_to": { event_id: root },
+      },
+    });
 
     const reply = await carol.waitForEvent(roomId, messageFrom(ada));
     expect(reply.content["m.relates_to"]).toMatchObject({ rel_type: "m.thread", event_id: root });
-    await carol.waitForEvent(roomId, (event) => editFrom(ada)(event) && (event.content["m.new_content"] as { body: string }).body === text);
+    await carol.waitForEvent(
+      roomId,
+      (event) =>
+        editFrom(ada)(event) && (event.content["m.new_content"] as { body: string }).body === text,
+    );
     const edits = carol.timeline.get(roomId)!.filter(editFrom(ada));
     expect(edits.length).toBeGreaterThanOrEqual(2);
     // Throttled: far fewer edits than chunks.
     expect(edits.length).toBeLessThan(12);
     expect(finalText(carol.timeline.get(roomId)!, reply)).toBe(text);
     // Only Ada was addressed; Bob stayed quiet.
-    expect(carol.timeline.get(roomId)!.filter(messageFrom(acme.agentUserId("bob")))).toHaveLength(0);
+    expect(carol.timeline.get(roomId)!.filter(messageFrom(acme.agentUserId("bob")))).toHaveLength(
+      0,
+    );
   });
 
   it("tells the room clearly when the model is unreachable, rejects the key, or is not configured, and records the failed turn", async () => {
@@ -68,20 +97,34 @@ describe("agents on a real homeserver", () => {
     const expectNotice = async (agent: string, pattern: RegExp): Promise<void> => {
       const userId = acme.agentUserId(agent);
       const roomId = await dave.createRoom({ invite: [userId], isDirect: true });
-      await dave.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === userId && event.content.membership === "join");
+      await dave.waitForEvent(
+        roomId,
+        (event) =>
+          event.type === "m.room.member" &&
+          event.state_key === userId &&
+          event.content.membership === "join",
+      );
       await dave.sendText(roomId, "are you there?");
       const notice = await dave.waitForEvent(roomId, messageFrom(userId));
       expect(notice.content.msgtype).toBe("m.notice");
       expect(String(notice.content.body)).toMatch(pattern);
     };
     await expectNotice("cid", /openai/i);
-    await stack.app.providerKeys.set(acme.tenant.id, "openai", "sk-wrong-key-1234", { id: "test", via: "cli" });
+    await stack.app.providerKeys.set(acme.tenant.id, "openai", "sk-wrong-key-1234", {
+      id: "test",
+      via: "cli",
+    });
     await expectNotice("dee", /key was rejected/i);
     await expectNotice("eve", /ANTHROPIC_API_KEY/);
 
     // The ledger is written right after the notice is posted.
-    const failedTurns = async () => (await stack.database.knex("turns").where({ status: "failed" }).select("error")) as { error: string }[];
-    await expect.poll(async () => (await failedTurns()).length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    const failedTurns = async () =>
+      (await stack.database.knex("turns").where({ status: "failed" }).select("error")) as {
+        error: string;
+      }[];
+    await expect
+      .poll(async () => (await failedTurns()).length, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(3);
     const turns = await failedTurns();
     expect(JSON.stringify(turns)).not.toContain("sk-wrong-key-1234");
   });
@@ -92,7 +135,13 @@ describe("agents on a real homeserver", () => {
     const bob = acme.agentUserId("bob");
     const roomId = await erin.createRoom({ invite: [ada, bob], name: "two agents" });
     for (const agent of [ada, bob]) {
-      await erin.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === agent && event.content.membership === "join");
+      await erin.waitForEvent(
+        roomId,
+        (event) =>
+          event.type === "m.room.member" &&
+          event.state_key === agent &&
+          event.content.membership === "join",
+      );
     }
     const replies = (agent: string) => erin.timeline.get(roomId)?.filter(messageFrom(agent)) ?? [];
 
@@ -101,7 +150,9 @@ describe("agents on a real homeserver", () => {
     await erin.sendText(roomId, "ada: who handles billing?");
     await erin.waitForEvents(roomId, messageFrom(ada), 1);
 
-    await erin.sendText(roomId, "bob: what is two plus two?", { "m.mentions": { user_ids: [bob] } });
+    await erin.sendText(roomId, "bob: what is two plus two?", {
+      "m.mentions": { user_ids: [bob] },
+    });
     await erin.waitForEvents(roomId, messageFrom(bob), 1);
 
     await erin.sendText(roomId, "Ada and Bob, say hello");
@@ -114,7 +165,9 @@ describe("agents on a real homeserver", () => {
     await erin.waitForEvents(roomId, messageFrom(ada), 3);
     expect(replies(ada)).toHaveLength(3);
     expect(replies(bob)).toHaveLength(2);
-    expect(stack.model.requests.some((request) => request.lastUserText.endsWith("thanks all"))).toBe(false);
+    expect(
+      stack.model.requests.some((request) => request.lastUserText.endsWith("thanks all")),
+    ).toBe(false);
     expect(quiet).toMatch(/^\$/);
   });
 });

@@ -14,7 +14,11 @@ describe("the optional fact-extraction step", () => {
     await acme.createAgent({ name: "ada" });
     stack.model.respondWith((request) =>
       request.system === EXTRACTION_INSTRUCTIONS
-        ? { text: request.lastUserText.includes("vegetarian") ? '[{"key":"diet","content":"They are vegetarian."}]' : "[]" }
+        ? {
+            text: request.lastUserText.includes("vegetarian")
+              ? '[{"key":"diet","content":"They are vegetarian."}]'
+              : "[]",
+          }
         : echoResponder(request),
     );
   });
@@ -27,18 +31,39 @@ describe("the optional fact-extraction step", () => {
     const ada = acme.agentUserId("ada");
     const dana = await acme.user("dana");
     const first = await dana.createRoom({ invite: [ada], isDirect: true });
-    await dana.waitForEvent(first, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+    await dana.waitForEvent(
+      first,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === ada &&
+        event.content.membership === "join",
+    );
     await dana.sendText(first, "I'm vegetarian, any lunch ideas?");
     await dana.waitForEvent(first, messageFrom(ada));
     await expect
-      .poll(async () => (await stack.database.knex("facts").where({ source_kind: "extraction" }).select("content")) as { content: string }[], { timeout: 10_000 })
+      .poll(
+        async () =>
+          (await stack.database
+            .knex("facts")
+            .where({ source_kind: "extraction" })
+            .select("content")) as { content: string }[],
+        { timeout: 10_000 },
+      )
       .toEqual([{ content: "They are vegetarian." }]);
 
     const second = await dana.createRoom({ invite: [ada], isDirect: true });
-    await dana.waitForEvent(second, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+    await dana.waitForEvent(
+      second,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === ada &&
+        event.content.membership === "join",
+    );
     await dana.sendText(second, "what should I cook tonight?");
     await dana.waitForEvent(second, messageFrom(ada));
-    const asked = stack.model.requests.findLast((request) => request.lastUserText === "what should I cook tonight?");
+    const asked = stack.model.requests.findLast(
+      (request) => request.lastUserText === "what should I cook tonight?",
+    );
     expect(asked?.system).toContain("They are vegetarian.");
   });
 });

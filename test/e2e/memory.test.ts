@@ -5,12 +5,24 @@ import { startStack, type StackTenant, type TestStack } from "../support/stack.t
 /** A DM with an agent, joined and ready. */
 async function dm(user: MatrixTestUser, agentUserId: string): Promise<string> {
   const roomId = await user.createRoom({ invite: [agentUserId], isDirect: true });
-  await user.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === agentUserId && event.content.membership === "join");
+  await user.waitForEvent(
+    roomId,
+    (event) =>
+      event.type === "m.room.member" &&
+      event.state_key === agentUserId &&
+      event.content.membership === "join",
+  );
   return roomId;
 }
 
 /** Sends a message and waits for the agent's answer; returns what the model was shown. */
-async function ask(stack: TestStack, user: MatrixTestUser, roomId: string, agentUserId: string, text: string) {
+async function ask(
+  stack: TestStack,
+  user: MatrixTestUser,
+  roomId: string,
+  agentUserId: string,
+  text: string,
+) {
   const before = user.timeline.get(roomId)?.filter(messageFrom(agentUserId)).length ?? 0;
   await user.sendText(roomId, text);
   await user.waitForEvents(roomId, messageFrom(agentUserId), before + 1);
@@ -43,14 +55,25 @@ describe("persistent memory across rooms, identities and tenants", () => {
     await ask(stack, alice, kitchen, ada, "remember that my favourite colour is green");
 
     const lounge = await alice.createRoom({ invite: [ada], isDirect: true, name: "lounge" });
-    await alice.waitForEvent(lounge, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+    await alice.waitForEvent(
+      lounge,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === ada &&
+        event.content.membership === "join",
+    );
     const inLounge = await ask(stack, alice, lounge, ada, "which colour do I like best?");
     expect(inLounge.system).toContain("favourite colour is green");
     // The other room's conversation is memory, not history: it is not replayed here.
-    expect(JSON.stringify(inLounge.body.messages)).not.toContain("remember that my favourite colour");
+    expect(JSON.stringify(inLounge.body.messages)).not.toContain(
+      "remember that my favourite colour",
+    );
 
     const phone = await acme.user("alice-phone");
-    await stack.app.memory.link(acme.tenant.id, alice.userId, phone.userId, { id: "test", via: "cli" });
+    await stack.app.memory.link(acme.tenant.id, alice.userId, phone.userId, {
+      id: "test",
+      via: "cli",
+    });
     const fromPhone = await ask(stack, phone, await dm(phone, ada), ada, "what colour do I like?");
     expect(fromPhone.system).toContain("favourite colour is green");
 
@@ -62,7 +85,13 @@ describe("persistent memory across rooms, identities and tenants", () => {
     // Another tenant, same agent name, same localpart: nothing crosses.
     const globexAda = globex.agentUserId("ada");
     const otherAlice = await globex.user("alice");
-    const elsewhere = await ask(stack, otherAlice, await dm(otherAlice, globexAda), globexAda, "what is my favourite colour, alice here?");
+    const elsewhere = await ask(
+      stack,
+      otherAlice,
+      await dm(otherAlice, globexAda),
+      globexAda,
+      "what is my favourite colour, alice here?",
+    );
     expect(elsewhere.system).not.toContain("green");
     expect(JSON.stringify(elsewhere.body)).not.toContain("lounge");
   });
@@ -72,14 +101,30 @@ describe("persistent memory across rooms, identities and tenants", () => {
     const carol = await acme.user("carol");
     const room = await dm(carol, ada);
     stack.model.enqueue(
-      { kind: "reply", toolCalls: [{ name: "remember", arguments: { about: "person", key: "employer", content: "Carol works at Initech." } }] },
+      {
+        kind: "reply",
+        toolCalls: [
+          {
+            name: "remember",
+            arguments: { about: "person", key: "employer", content: "Carol works at Initech." },
+          },
+        ],
+      },
       { kind: "reply", text: "Noted, Initech." },
     );
     const told = await ask(stack, carol, room, ada, "I just started at Initech");
     expect(told.toolNames).toEqual(expect.arrayContaining(["remember", "forget"]));
 
     stack.model.enqueue(
-      { kind: "reply", toolCalls: [{ name: "remember", arguments: { about: "person", key: "employer", content: "Carol works at Globochem." } }] },
+      {
+        kind: "reply",
+        toolCalls: [
+          {
+            name: "remember",
+            arguments: { about: "person", key: "employer", content: "Carol works at Globochem." },
+          },
+        ],
+      },
       { kind: "reply", text: "Congratulations on Globochem." },
     );
     await ask(stack, carol, room, ada, "I moved to Globochem");

@@ -12,16 +12,22 @@ const MESSAGES_PER_ROOM = 8;
 
 /** Starts `switchboard runtime` as a separate process on the stack's database and port. */
 async function spawnRuntime(configFile: string): Promise<ChildProcess> {
-  const child = spawn(join(process.cwd(), "node_modules/.bin/node"), ["src/cli/main.ts", "--config", configFile, "runtime"], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, LOG_LEVEL: "warn" },
-  });
+  const child = spawn(
+    join(process.cwd(), "node_modules/.bin/node"),
+    ["src/cli/main.ts", "--config", configFile, "runtime"],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, LOG_LEVEL: "warn" },
+    },
+  );
   child.stderr?.resume();
   await new Promise<void>((resolve, reject) => {
     const deadline = setTimeout(() => reject(new Error("runtime did not start")), 30_000);
     const poll = (): void => {
       fetch(`http://127.0.0.1:${String(configPort(configFile))}/healthz`)
-        .then((response) => (response.ok ? (clearTimeout(deadline), resolve()) : setTimeout(poll, 100)))
+        .then((response) =>
+          response.ok ? (clearTimeout(deadline), resolve()) : setTimeout(poll, 100),
+        )
         .catch(() => setTimeout(poll, 100));
     };
     child.once("exit", (code) => reject(new Error(`runtime exited with ${String(code)}`)));
@@ -56,7 +62,13 @@ describe("exactly once across a runtime crash", () => {
     for (let index = 0; index < ROOMS; index++) {
       const person = await acme.user(`burst${String(index)}`);
       const roomId = await person.createRoom({ invite: [ada], isDirect: true });
-      await person.waitForEvent(roomId, (event) => event.type === "m.room.member" && event.state_key === ada && event.content.membership === "join");
+      await person.waitForEvent(
+        roomId,
+        (event) =>
+          event.type === "m.room.member" &&
+          event.state_key === ada &&
+          event.content.membership === "join",
+      );
       people.push(person);
       rooms.push(roomId);
     }
@@ -74,7 +86,15 @@ describe("exactly once across a runtime crash", () => {
         database: { url: stack.database.url },
         runtime: { port: config.runtime.port, editThrottleMs: 200 },
         secrets: config.secrets,
-        models: { maxRetries: 0, timeoutMs: 10_000, openai: { baseUrl: stack.model.url, apiKey: config.models.openai.apiKey, defaultModel: "test-model" } },
+        models: {
+          maxRetries: 0,
+          timeoutMs: 10_000,
+          openai: {
+            baseUrl: stack.model.url,
+            apiKey: config.models.openai.apiKey,
+            defaultModel: "test-model",
+          },
+        },
       }),
     );
     // Slow answers, so the kill lands while turns are being streamed.
@@ -82,7 +102,11 @@ describe("exactly once across a runtime crash", () => {
     child = await spawnRuntime(configFile);
 
     const sends = people.flatMap((person, index) =>
-      Array.from({ length: MESSAGES_PER_ROOM }, (_, n) => () => person.sendText(rooms[index] as string, `question ${String(index)}-${String(n)}`)),
+      Array.from(
+        { length: MESSAGES_PER_ROOM },
+        (_, n) => () =>
+          person.sendText(rooms[index] as string, `question ${String(index)}-${String(n)}`),
+      ),
     );
     for (const send of sends) await send();
 
@@ -94,13 +118,21 @@ describe("exactly once across a runtime crash", () => {
 
     for (const [index, person] of people.entries()) {
       const roomId = rooms[index] as string;
-      const replies = await person.waitForEvents(roomId, messageFrom(ada), MESSAGES_PER_ROOM, 120_000);
+      const replies = await person.waitForEvents(
+        roomId,
+        messageFrom(ada),
+        MESSAGES_PER_ROOM,
+        120_000,
+      );
       const timeline = person.timeline.get(roomId) ?? [];
       // Let late duplicates, if any, arrive before counting.
       await person.sync(1_000);
       const texts = replies.map((reply) => finalText(timeline, reply));
       for (let n = 0; n < MESSAGES_PER_ROOM; n++) {
-        expect(texts.filter((text) => text === `echo: question ${String(index)}-${String(n)}`), `room ${String(index)} message ${String(n)}`).toHaveLength(1);
+        expect(
+          texts.filter((text) => text === `echo: question ${String(index)}-${String(n)}`),
+          `room ${String(index)} message ${String(n)}`,
+        ).toHaveLength(1);
       }
       expect(person.timeline.get(roomId)!.filter(messageFrom(ada))).toHaveLength(MESSAGES_PER_ROOM);
     }

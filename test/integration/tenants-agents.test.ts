@@ -191,15 +191,19 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     });
 
     it("takes the given settings, and the provider's default model when none is given", async () => {
-      const claude = await agents.create(acme, {
-        name: "claude",
-        displayName: "Claude the Helper",
-        provider: "anthropic",
-        temperature: 0.2,
-        triggerPolicy: "all",
-        memoryScope: "private",
-        instructions: "Be brief.",
-      }, TEST_ACTOR);
+      const claude = await agents.create(
+        acme,
+        {
+          name: "claude",
+          displayName: "Claude the Helper",
+          provider: "anthropic",
+          temperature: 0.2,
+          triggerPolicy: "all",
+          memoryScope: "private",
+          instructions: "Be brief.",
+        },
+        TEST_ACTOR,
+      );
       expect(claude).toMatchObject({
         displayName: "Claude the Helper",
         provider: "anthropic",
@@ -218,7 +222,10 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
         [{ name: "" }, /^name: /],
         [{ name: "x".repeat(33) }, /^name: /],
         [{ name: "tempo", temperature: 5 }, /^temperature: .*2/],
-        [{ name: "policy", triggerPolicy: "sometimes" }, /^triggerPolicy: .*"mentions"\|"dms"\|"all"/],
+        [
+          { name: "policy", triggerPolicy: "sometimes" },
+          /^triggerPolicy: .*"mentions"\|"dms"\|"all"/,
+        ],
         [{ name: "prov", provider: "mistral" }, /^provider: /],
         [{ name: "url", baseUrl: "javascript:alert(1)" }, /^baseUrl: /],
         [{ name: "tokens", maxTokens: 1.5 }, /^maxTokens: /],
@@ -249,18 +256,27 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     });
 
     it("another tenant may use the same name", async () => {
-      const theirs = await agents.create(globex, { name: "ada", displayName: "Globex Ada" }, TEST_ACTOR);
+      const theirs = await agents.create(
+        globex,
+        { name: "ada", displayName: "Globex Ada" },
+        TEST_ACTOR,
+      );
       expect(theirs.tenantId).toBe(globex);
       expect((await agents.get(acme, "ada")).displayName).toBe("Ada");
       expect((await agents.get(globex, "ada")).displayName).toBe("Globex Ada");
     });
 
     it("updates an agent's settings", async () => {
-      const updated = await agents.update(acme, "ada", {
-        temperature: 1.2,
-        triggerPolicy: "all",
-        status: "paused",
-      }, TEST_ACTOR);
+      const updated = await agents.update(
+        acme,
+        "ada",
+        {
+          temperature: 1.2,
+          triggerPolicy: "all",
+          status: "paused",
+        },
+        TEST_ACTOR,
+      );
       expect(updated).toMatchObject({
         name: "ada",
         temperature: 1.2,
@@ -317,7 +333,12 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     });
 
     it("setting a key again replaces it", async () => {
-      const { hint } = await providerKeys.set(acme, "openai", "sk-proj-replacement-9876", TEST_ACTOR);
+      const { hint } = await providerKeys.set(
+        acme,
+        "openai",
+        "sk-proj-replacement-9876",
+        TEST_ACTOR,
+      );
       expect(hint).toBe("…9876");
       const rows = (await database.knex("provider_keys").where({ tenant_id: acme })) as {
         key_encrypted: string;
@@ -329,7 +350,10 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     it("refuses a key that is too short, too long or has spaces, and writes nothing", async () => {
       const before = await tableText("provider_keys");
       for (const bad of ["short", "       ", "sk-with space-inside", "k".repeat(513)]) {
-        const error = await appError(providerKeys.set(acme, "anthropic", bad, TEST_ACTOR), "bad_request");
+        const error = await appError(
+          providerKeys.set(acme, "anthropic", bad, TEST_ACTOR),
+          "bad_request",
+        );
         expect(error.message).toBe("the anthropic key must be 8-512 characters without spaces");
       }
       expect(await tableText("provider_keys")).toBe(before);

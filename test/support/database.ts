@@ -7,7 +7,8 @@ import { migrateToLatest } from "../../src/db/migrate.ts";
  * The PostgreSQL server tests use. CI and the development machines have one on
  * 127.0.0.1:5432 with trust auth; TEST_DATABASE_URL points elsewhere.
  */
-export const TEST_POSTGRES_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const TEST_POSTGRES_URL =
+  process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
 /** Backends every database test runs against. */
 export const BACKENDS: readonly DatabaseKind[] = ["pglite", "postgres"];
@@ -29,7 +30,11 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
     return { ...database, url: undefined, drop: () => database.close() };
   }
   const name = `sb_test_${randomBytes(6).toString("hex")}`;
-  const admin = knexFactory({ client: "pg", connection: TEST_POSTGRES_URL, pool: { min: 0, max: 1 } });
+  const admin = knexFactory({
+    client: "pg",
+    connection: TEST_POSTGRES_URL,
+    pool: { min: 0, max: 1 },
+  });
   try {
     await admin.raw(`create database ${name}`);
   } finally {
@@ -44,7 +49,11 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
     url: url.toString(),
     drop: async () => {
       await database.close();
-      const cleanup = knexFactory({ client: "pg", connection: TEST_POSTGRES_URL, pool: { min: 0, max: 1 } });
+      const cleanup = knexFactory({
+        client: "pg",
+        connection: TEST_POSTGRES_URL,
+        pool: { min: 0, max: 1 },
+      });
       try {
         await cleanup.raw(`drop database if exists ${name} with (force)`);
       } finally {

@@ -33,30 +33,48 @@ export class MatrixTestUser {
     this.#accessToken = accessToken;
   }
 
-  async request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<T> {
     const response = await fetch(`${this.#clientUrl}${path}`, {
       method,
       headers: { authorization: `Bearer ${this.#accessToken}`, "content-type": "application/json" },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const json = (await response.json()) as T;
-    if (!response.ok) throw new Error(`${method} ${path} -> ${response.status} ${JSON.stringify(json)}`);
+    if (!response.ok)
+      throw new Error(`${method} ${path} -> ${response.status} ${JSON.stringify(json)}`);
     return json;
   }
 
   /** `trusted_private_chat` is what clients use for DMs: invitees get the creator's power level. */
-  async createRoom(options: { invite?: string[]; isDirect?: boolean; name?: string; preset?: "private_chat" | "trusted_private_chat" } = {}): Promise<string> {
-    const { room_id } = await this.request<{ room_id: string }>("POST", "/_matrix/client/v3/createRoom", {
-      preset: options.preset ?? "private_chat",
-      invite: options.invite ?? [],
-      is_direct: options.isDirect ?? false,
-      ...(options.name === undefined ? {} : { name: options.name }),
-    });
+  async createRoom(
+    options: {
+      invite?: string[];
+      isDirect?: boolean;
+      name?: string;
+      preset?: "private_chat" | "trusted_private_chat";
+    } = {},
+  ): Promise<string> {
+    const { room_id } = await this.request<{ room_id: string }>(
+      "POST",
+      "/_matrix/client/v3/createRoom",
+      {
+        preset: options.preset ?? "private_chat",
+        invite: options.invite ?? [],
+        is_direct: options.isDirect ?? false,
+        ...(options.name === undefined ? {} : { name: options.name }),
+      },
+    );
     return room_id;
   }
 
   async invite(roomId: string, userId: string): Promise<void> {
-    await this.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId });
+    await this.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, {
+      user_id: userId,
+    });
   }
 
   async send(roomId: string, content: Record<string, unknown>): Promise<string> {
@@ -68,43 +86,69 @@ export class MatrixTestUser {
     return event_id;
   }
 
-  async sendText(roomId: string, body: string, extra: Record<string, unknown> = {}): Promise<string> {
+  async sendText(
+    roomId: string,
+    body: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<string> {
     return this.send(roomId, { msgtype: "m.text", body, ...extra });
   }
 
   async joinedMembers(roomId: string): Promise<string[]> {
-    const { joined } = await this.request<{ joined: Record<string, unknown> }>("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`);
+    const { joined } = await this.request<{ joined: Record<string, unknown> }>(
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
+    );
     return Object.keys(joined);
   }
 
   /** Syncs until an event in the room matches, or fails after `timeoutMs`. Already-seen events count. */
-  async waitForEvent(roomId: string, predicate: (event: ClientEvent) => boolean, timeoutMs = DEFAULT_WAIT_MS): Promise<ClientEvent> {
+  async waitForEvent(
+    roomId: string,
+    predicate: (event: ClientEvent) => boolean,
+    timeoutMs = DEFAULT_WAIT_MS,
+  ): Promise<ClientEvent> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.timeline.get(roomId)?.find(predicate);
       if (found !== undefined) return found;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for an event in ${roomId}; saw ${JSON.stringify(this.timeline.get(roomId)?.map((e) => [e.type, e.sender, e.content.body]) ?? [])}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out waiting for an event in ${roomId}; saw ${JSON.stringify(this.timeline.get(roomId)?.map((e) => [e.type, e.sender, e.content.body]) ?? [])}`,
+        );
       await this.sync(Math.min(SYNC_TIMEOUT_MS, Math.max(0, deadline - Date.now())));
     }
   }
 
   /** Waits until `count` events in the room match. */
-  async waitForEvents(roomId: string, predicate: (event: ClientEvent) => boolean, count: number, timeoutMs = DEFAULT_WAIT_MS): Promise<ClientEvent[]> {
+  async waitForEvents(
+    roomId: string,
+    predicate: (event: ClientEvent) => boolean,
+    count: number,
+    timeoutMs = DEFAULT_WAIT_MS,
+  ): Promise<ClientEvent[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = (this.timeline.get(roomId) ?? []).filter(predicate);
       if (found.length >= count) return found;
-      if (Date.now() > deadline) throw new Error(`timed out: ${found.length}/${count} matching events in ${roomId}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out: ${found.length}/${count} matching events in ${roomId}`);
       await this.sync(Math.min(SYNC_TIMEOUT_MS, Math.max(0, deadline - Date.now())));
     }
   }
 
   async sync(timeoutMs: number): Promise<void> {
-    const query = new URLSearchParams({ timeout: String(timeoutMs), filter: JSON.stringify({ room: { timeline: { limit: 200 } }, presence: { types: [] } }) });
+    const query = new URLSearchParams({
+      timeout: String(timeoutMs),
+      filter: JSON.stringify({ room: { timeline: { limit: 200 } }, presence: { types: [] } }),
+    });
     if (this.#since !== undefined) query.set("since", this.#since);
     const body = await this.request<{
       next_batch: string;
-      rooms?: { join?: Record<string, { timeline?: { events?: ClientEvent[] } }>; invite?: Record<string, unknown> };
+      rooms?: {
+        join?: Record<string, { timeline?: { events?: ClientEvent[] } }>;
+        invite?: Record<string, unknown>;
+      };
     }>("GET", `/_matrix/client/v3/sync?${query.toString()}`);
     this.#since = body.next_batch;
     for (const [roomId, room] of Object.entries(body.rooms?.join ?? {})) {
@@ -119,19 +163,28 @@ export class MatrixTestUser {
 export const messageFrom =
   (sender: string) =>
   (event: ClientEvent): boolean =>
-    event.type === "m.room.message" && event.sender === sender && (event.content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type !== "m.replace";
+    event.type === "m.room.message" &&
+    event.sender === sender &&
+    (event.content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type !== "m.replace";
 
 /** Edits (m.replace) sent by `sender`. */
 export const editFrom =
   (sender: string) =>
   (event: ClientEvent): boolean =>
-    event.type === "m.room.message" && event.sender === sender && (event.content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type === "m.replace";
+    event.type === "m.room.message" &&
+    event.sender === sender &&
+    (event.content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type === "m.replace";
 
 /** The text a reader sees for a message: the latest edit's new content, or the body. */
 export function finalText(events: readonly ClientEvent[], original: ClientEvent): string {
   const edits = events.filter(
-    (event) => (event.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined)?.event_id === original.event_id && (event.content["m.relates_to"] as { rel_type?: string }).rel_type === "m.replace",
+    (event) =>
+      (event.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined)
+        ?.event_id === original.event_id &&
+      (event.content["m.relates_to"] as { rel_type?: string }).rel_type === "m.replace",
   );
   const last = edits[edits.length - 1];
-  return last === undefined ? String(original.content.body) : String((last.content["m.new_content"] as { body: string }).body);
+  return last === undefined
+    ? String(original.content.body)
+    : String((last.content["m.new_content"] as { body: string }).body);
 }

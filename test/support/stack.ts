@@ -57,10 +57,21 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     JSON.stringify({
       dataDir: `/tmp/switchboard-test-${runtimePort}`,
       log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
-      runtime: { port: runtimePort, editThrottleMs: options.editThrottleMs ?? 300, activitySaveDelayMs: 50 },
+      runtime: {
+        port: runtimePort,
+        editThrottleMs: options.editThrottleMs ?? 300,
+        activitySaveDelayMs: 50,
+      },
       memory: { extractFacts: options.extractFacts ?? false },
-      secrets: { masterKeys: { test: Buffer.alloc(32, 7).toString("base64") }, activeKeyId: "test" },
-      models: { openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" }, maxRetries: 0, timeoutMs: 10_000 },
+      secrets: {
+        masterKeys: { test: Buffer.alloc(32, 7).toString("base64") },
+        activeKeyId: "test",
+      },
+      models: {
+        openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" },
+        maxRetries: 0,
+        timeoutMs: 10_000,
+      },
     }),
     {},
     "test config",
@@ -83,10 +94,22 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     runtimeUrl,
     async addTenant(slug, tenantOptions = {}) {
       const serverName = tenantOptions.serverName ?? `${slug}-${runtimePort}.test`;
-      const created = await app.tenants.create({ slug, name: slug, serverName, homeserverUrl: "http://127.0.0.1:9" });
-      const homeserver = await startTestHomeserver({ serverName, appserviceRegistrations: { "switchboard.yaml": app.registrationYaml(created.homeserver) } });
+      const created = await app.tenants.create({
+        slug,
+        name: slug,
+        serverName,
+        homeserverUrl: "http://127.0.0.1:9",
+      });
+      const homeserver = await startTestHomeserver({
+        serverName,
+        appserviceRegistrations: { "switchboard.yaml": app.registrationYaml(created.homeserver) },
+      });
       homeservers.push(homeserver);
-      await app.tenantRepository.updateHomeserverUrl(database.knex, created.tenant.id, homeserver.clientUrl);
+      await app.tenantRepository.updateHomeserverUrl(
+        database.knex,
+        created.tenant.id,
+        homeserver.clientUrl,
+      );
       app.runtime.registry.forget(created.tenant.id);
       return {
         tenant: created.tenant,
@@ -96,7 +119,8 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
           const session = await homeserver.registerUser(localpart);
           return new MatrixTestUser(homeserver.clientUrl, session.userId, session.accessToken);
         },
-        createAgent: (input) => app.agents.create(created.tenant.id, input, { id: "test", via: "cli" }),
+        createAgent: (input) =>
+          app.agents.create(created.tenant.id, input, { id: "test", via: "cli" }),
         agentUserId: (name) => `@${config.runtime.agentPrefix}${name}:${serverName}`,
       };
     },

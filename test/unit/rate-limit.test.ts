@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { retryRateLimited, transactionIdFor } from "../../src/matrix/gateway.ts";
 
-const limited = (retryAfterMs: number) => Object.assign(new Error("M_LIMIT_EXCEEDED: Too Many Requests"), { errcode: "M_LIMIT_EXCEEDED", statusCode: 429, retryAfterMs });
+const limited = (retryAfterMs: number) =>
+  Object.assign(new Error("M_LIMIT_EXCEEDED: Too Many Requests"), {
+    errcode: "M_LIMIT_EXCEEDED",
+    statusCode: 429,
+    retryAfterMs,
+  });
 
 describe("retryRateLimited", () => {
   it("waits the delay the homeserver asks for and repeats the same request", async () => {
@@ -18,7 +23,10 @@ describe("retryRateLimited", () => {
 
   it("does not retry other errors", async () => {
     let calls = 0;
-    const forbidden = Object.assign(new Error("M_FORBIDDEN"), { errcode: "M_FORBIDDEN", statusCode: 403 });
+    const forbidden = Object.assign(new Error("M_FORBIDDEN"), {
+      errcode: "M_FORBIDDEN",
+      statusCode: 403,
+    });
     await expect(
       retryRateLimited(() => {
         calls++;

@@ -8,8 +8,15 @@ import type { RoomId } from "../../shared/ids.ts";
 import { bulletList, code, define, type CommandServices } from "../define.ts";
 import type { AnyCommand } from "../types.ts";
 
-const agentName = z.string().regex(AGENT_NAME_PATTERN, "must be an agent name: lowercase letters, digits, '.', '_' or '-'").describe("the agent's name");
-const roomRef = z.string().regex(/^!.+:.+$/, "must be a room ID like !abc:example.org").optional().describe("a room ID; default: this room");
+const agentName = z
+  .string()
+  .regex(AGENT_NAME_PATTERN, "must be an agent name: lowercase letters, digits, '.', '_' or '-'")
+  .describe("the agent's name");
+const roomRef = z
+  .string()
+  .regex(/^!.+:.+$/, "must be a room ID like !abc:example.org")
+  .optional()
+  .describe("a room ID; default: this room");
 
 /** Settable fields, as people type them, and how their text becomes a setting. */
 const SETTABLE = {
@@ -39,7 +46,8 @@ function describeAgent(agent: Agent, userId: string): string {
 }
 
 export function agentCommands(services: CommandServices): AnyCommand[] {
-  const userIdOf = (name: string, serverName: string): string => agentUserId(services.agentPrefix, name, serverName);
+  const userIdOf = (name: string, serverName: string): string =>
+    agentUserId(services.agentPrefix, name, serverName);
   return [
     define({
       words: ["agent", "list"],
@@ -50,7 +58,10 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       examples: ["agent list"],
       async run(context) {
         const agents = await services.agents.list(context.tenant.id);
-        const lines = agents.map((agent) => `**${agent.displayName}** ${code(userIdOf(agent.name, context.serverName))}: ${agent.provider}/${agent.model}, ${agent.triggerPolicy}, ${agent.status}`);
+        const lines = agents.map(
+          (agent) =>
+            `**${agent.displayName}** ${code(userIdOf(agent.name, context.serverName))}: ${agent.provider}/${agent.model}, ${agent.triggerPolicy}, ${agent.status}`,
+        );
         return { text: bulletList(lines, "No agents yet. Create one with `agent create <name>`.") };
       },
     }),
@@ -69,7 +80,8 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
     define({
       words: ["agent", "create"],
       summary: "create an agent",
-      description: "Creates an agent with sensible defaults; change anything later with `agent set`.",
+      description:
+        "Creates an agent with sensible defaults; change anything later with `agent set`.",
       positional: [{ name: "name" }],
       schema: z.strictObject({
         name: agentName,
@@ -78,18 +90,34 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
         model: z.string().max(128).optional().describe("the model"),
         instructions: z.string().max(8_000).optional().describe("persona and instructions"),
         trigger: z.enum(["mentions", "dms", "all"]).optional().describe("when it answers"),
-        memory: z.enum(["private", "shared"]).optional().describe("whether what it learns is shared with the other agents"),
+        memory: z
+          .enum(["private", "shared"])
+          .optional()
+          .describe("whether what it learns is shared with the other agents"),
       }),
       permission: "admin",
-      examples: ["agent create ada", 'agent create max display-name="Max" model=gpt-4o trigger=all'],
+      examples: [
+        "agent create ada",
+        'agent create max display-name="Max" model=gpt-4o trigger=all',
+      ],
       async run(context, args) {
         const agent = await services.agents.create(
           context.tenant.id,
-          { name: args.name, displayName: args.displayName, provider: args.provider, model: args.model, instructions: args.instructions, triggerPolicy: args.trigger, memoryScope: args.memory },
+          {
+            name: args.name,
+            displayName: args.displayName,
+            provider: args.provider,
+            model: args.model,
+            instructions: args.instructions,
+            triggerPolicy: args.trigger,
+            memoryScope: args.memory,
+          },
           context.by,
         );
         const userId = userIdOf(agent.name, context.serverName);
-        return { text: `Created **${agent.displayName}** ${code(userId)}. Invite it to a room, or say \`agent invite ${agent.name}\` in a room where I am.` };
+        return {
+          text: `Created **${agent.displayName}** ${code(userId)}. Invite it to a room, or say \`agent invite ${agent.name}\` in a room where I am.`,
+        };
       },
     }),
     define({
@@ -99,14 +127,25 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       positional: [{ name: "name" }, { name: "field" }, { name: "value", rest: true }],
       schema: z.strictObject({
         name: agentName,
-        field: z.enum(Object.keys(SETTABLE) as [SettableField, ...SettableField[]]).describe("the setting to change"),
+        field: z
+          .enum(Object.keys(SETTABLE) as [SettableField, ...SettableField[]])
+          .describe("the setting to change"),
         value: z.string().min(1).max(8_000).describe("the new value"),
       }),
       permission: "admin",
-      examples: ["agent set ada model gpt-4o", "agent set ada instructions You are a terse release manager.", "agent set ada trigger all"],
+      examples: [
+        "agent set ada model gpt-4o",
+        "agent set ada instructions You are a terse release manager.",
+        "agent set ada trigger all",
+      ],
       async run(context, { name, field, value }) {
         const changes = SETTABLE[field](value.trim());
-        if (Object.values(changes).some((setting) => typeof setting === "number" && !Number.isFinite(setting))) throw badRequest(`${field}: must be a number`);
+        if (
+          Object.values(changes).some(
+            (setting) => typeof setting === "number" && !Number.isFinite(setting),
+          )
+        )
+          throw badRequest(`${field}: must be a number`);
         const agent = await services.agents.update(context.tenant.id, name, changes, context.by);
         return { text: `Updated ${field} of **${agent.displayName}**.` };
       },
@@ -115,12 +154,24 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       words: ["agent", "rename"],
       summary: "change the name people see (the Matrix ID stays)",
       positional: [{ name: "name" }, { name: "displayName", rest: true }],
-      schema: z.strictObject({ name: agentName, displayName: z.string().trim().min(1).max(64).describe("the new display name") }),
+      schema: z.strictObject({
+        name: agentName,
+        displayName: z.string().trim().min(1).max(64).describe("the new display name"),
+      }),
       permission: "admin",
       examples: ["agent rename ada Ada Lovelace"],
       async run(context, { name, displayName }) {
-        const agent = await services.agents.update(context.tenant.id, name, { displayName }, context.by);
-        await context.chat.ensureProfile(userIdOf(agent.name, context.serverName) as never, agent.displayName, agent.avatarUrl);
+        const agent = await services.agents.update(
+          context.tenant.id,
+          name,
+          { displayName },
+          context.by,
+        );
+        await context.chat.ensureProfile(
+          userIdOf(agent.name, context.serverName) as never,
+          agent.displayName,
+          agent.avatarUrl,
+        );
         return { text: `**${name}** is now called **${agent.displayName}**.` };
       },
     }),
@@ -128,19 +179,28 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       words: ["agent", "delete"],
       summary: "delete an agent (its memory of shared facts stays with the tenant)",
       positional: [{ name: "name" }, { name: "confirm" }],
-      schema: z.strictObject({ name: agentName, confirm: z.literal("confirm").optional().describe('the word "confirm"') }),
+      schema: z.strictObject({
+        name: agentName,
+        confirm: z.literal("confirm").optional().describe('the word "confirm"'),
+      }),
       permission: "admin",
       examples: ["agent delete ada confirm"],
       async run(context, { name, confirm }) {
         const agent = await services.agents.get(context.tenant.id, name);
         if (confirm === undefined) {
-          return { text: `This deletes **${agent.displayName}**, its private memory and its room memberships. To go ahead, send \`agent delete ${name} confirm\`.`, notice: true };
+          return {
+            text: `This deletes **${agent.displayName}**, its private memory and its room memberships. To go ahead, send \`agent delete ${name} confirm\`.`,
+            notice: true,
+          };
         }
         const rooms = await services.agents.rooms(context.tenant.id, name);
         const userId = userIdOf(name, context.serverName);
-        for (const roomId of rooms) await context.chat.leave(userId as never, roomId as RoomId).catch(() => undefined);
+        for (const roomId of rooms)
+          await context.chat.leave(userId as never, roomId as RoomId).catch(() => undefined);
         await services.agents.remove(context.tenant.id, name, context.by);
-        return { text: `Deleted **${agent.displayName}**; it left ${String(rooms.length)} room(s).` };
+        return {
+          text: `Deleted **${agent.displayName}**; it left ${String(rooms.length)} room(s).`,
+        };
       },
     }),
     define({
@@ -153,7 +213,11 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       async run(context, { name, room }) {
         const agent = await services.agents.get(context.tenant.id, name);
         const roomId = (room ?? context.roomId) as RoomId;
-        await context.chat.invite(context.botUserId, roomId, userIdOf(agent.name, context.serverName) as never);
+        await context.chat.invite(
+          context.botUserId,
+          roomId,
+          userIdOf(agent.name, context.serverName) as never,
+        );
         return { text: `Invited **${agent.displayName}**; it joins in a moment.` };
       },
     }),
@@ -166,7 +230,10 @@ export function agentCommands(services: CommandServices): AnyCommand[] {
       examples: ["agent remove ada"],
       async run(context, { name, room }) {
         const agent = await services.agents.get(context.tenant.id, name);
-        await context.chat.leave(userIdOf(agent.name, context.serverName) as never, (room ?? context.roomId) as RoomId);
+        await context.chat.leave(
+          userIdOf(agent.name, context.serverName) as never,
+          (room ?? context.roomId) as RoomId,
+        );
         return { text: `**${agent.displayName}** left the room.` };
       },
     }),

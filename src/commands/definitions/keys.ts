@@ -7,7 +7,10 @@ const PROVIDERS = ModelProviderName.options;
 
 /** Keys pasted with quotes or angle brackets keep them in the rest of the line; drop them. */
 function unwrapKey(raw: string): string {
-  return raw.trim().replace(/^["'“‘<](.*)["'”’>]$/s, "$1").trim();
+  return raw
+    .trim()
+    .replace(/^["'“‘<](.*)["'”’>]$/s, "$1")
+    .trim();
 }
 
 export function keyCommands(services: CommandServices): AnyCommand[] {
@@ -20,7 +23,9 @@ export function keyCommands(services: CommandServices): AnyCommand[] {
       permission: "admin",
       examples: ["providers"],
       async run(context) {
-        const own = new Map((await services.keys.list(context.tenant.id)).map((key) => [key.provider, key.hint]));
+        const own = new Map(
+          (await services.keys.list(context.tenant.id)).map((key) => [key.provider, key.hint]),
+        );
         const lines = PROVIDERS.map((provider) => {
           const ownKey = own.get(provider);
           return `**${provider}** (default model ${code(services.defaultModel(provider))}): managed key ${services.hasManagedKey(provider) ? "available" : "not configured"}; own key ${ownKey === undefined ? "not set" : code(ownKey)}`;
@@ -31,15 +36,26 @@ export function keyCommands(services: CommandServices): AnyCommand[] {
     define({
       words: ["key", "set"],
       summary: "store the tenant's own API key for a provider (the message is removed at once)",
-      description: "The key is encrypted at rest and never shown again. Agents use it when their key-source is `own`.",
+      description:
+        "The key is encrypted at rest and never shown again. Agents use it when their key-source is `own`.",
       positional: [{ name: "provider" }, { name: "key", rest: true }],
-      schema: z.strictObject({ provider: ModelProviderName.describe("openai or anthropic"), key: z.string().min(1).max(600).describe("the API key") }),
+      schema: z.strictObject({
+        provider: ModelProviderName.describe("openai or anthropic"),
+        key: z.string().min(1).max(600).describe("the API key"),
+      }),
       permission: "admin",
       secret: true,
       examples: ["key set openai sk-…"],
       async run(context, { provider, key }) {
-        const { hint } = await services.keys.set(context.tenant.id, provider, unwrapKey(key), context.by);
-        return { text: `Stored the ${provider} key ${code(hint)} (encrypted). Test it with \`key test ${provider}\`; agents use it with \`agent set <name> key-source own\`.` };
+        const { hint } = await services.keys.set(
+          context.tenant.id,
+          provider,
+          unwrapKey(key),
+          context.by,
+        );
+        return {
+          text: `Stored the ${provider} key ${code(hint)} (encrypted). Test it with \`key test ${provider}\`; agents use it with \`agent set <name> key-source own\`.`,
+        };
       },
     }),
     define({
@@ -51,7 +67,10 @@ export function keyCommands(services: CommandServices): AnyCommand[] {
       examples: ["key remove openai"],
       async run(context, { provider }) {
         const removed = await services.keys.remove(context.tenant.id, provider, context.by);
-        return { text: removed ? `Removed the ${provider} key.` : `There was no ${provider} key.`, notice: !removed };
+        return {
+          text: removed ? `Removed the ${provider} key.` : `There was no ${provider} key.`,
+          notice: !removed,
+        };
       },
     }),
     define({
@@ -60,13 +79,21 @@ export function keyCommands(services: CommandServices): AnyCommand[] {
       positional: [{ name: "provider" }],
       schema: z.strictObject({
         provider: ModelProviderName.describe("openai or anthropic"),
-        model: z.string().max(128).optional().describe("model to call; default: the provider's default"),
+        model: z
+          .string()
+          .max(128)
+          .optional()
+          .describe("model to call; default: the provider's default"),
       }),
       permission: "admin",
       examples: ["key test openai", "key test anthropic model=claude-haiku-4-5"],
       async run(context, { provider, model }) {
         const key = await services.keys.reveal(context.tenant.id, provider);
-        if (key === undefined) return { text: `No ${provider} key is stored. Set one with \`key set ${provider} <key>\`.`, notice: true };
+        if (key === undefined)
+          return {
+            text: `No ${provider} key is stored. Set one with \`key set ${provider} <key>\`.`,
+            notice: true,
+          };
         await context.progress(`Testing the ${provider} key…`);
         await services.testKey(provider, key, model ?? services.defaultModel(provider));
         return { text: `The ${provider} key works.` };

@@ -118,7 +118,9 @@ export async function up(knex: Knex): Promise<void> {
     t.unique(["tenant_id", "event_id"]);
     t.check("status in ('pending', 'done', 'failed')");
   });
-  await knex.raw("create index inbound_events_pending on inbound_events (tenant_id, seq) where status = 'pending'");
+  await knex.raw(
+    "create index inbound_events_pending on inbound_events (tenant_id, seq) where status = 'pending'",
+  );
 
   /** One row per (triggering event, agent): the exactly-once ledger of answers. */
   await knex.schema.createTable("turns", (t) => {

@@ -39,7 +39,9 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp("sent_at", { useTz: true }).notNullable();
     t.unique(["tenant_id", "event_id"]);
   });
-  await knex.raw("create index messages_room_recent on messages (tenant_id, room_id, sent_at desc)");
+  await knex.raw(
+    "create index messages_room_recent on messages (tenant_id, room_id, sent_at desc)",
+  );
 
   await knex.schema.createTable("facts", (t) => {
     t.uuid("id").primary().defaultTo(knex.raw("gen_random_uuid()"));
@@ -68,7 +70,9 @@ export async function up(knex: Knex): Promise<void> {
   );
   await knex.raw("create index facts_tsv on facts using gin (content_tsv)");
   await knex.raw("create index facts_trgm on facts using gin (content gin_trgm_ops)");
-  await knex.raw("create index facts_current_by_person on facts (tenant_id, subject_person_id, created_at desc) where valid_to is null");
+  await knex.raw(
+    "create index facts_current_by_person on facts (tenant_id, subject_person_id, created_at desc) where valid_to is null",
+  );
 
   for (const table of ["people", "person_identities", "messages", "facts"]) {
     await enableTenantIsolation(knex, table);

@@ -60,9 +60,17 @@ export async function up(knex: Knex): Promise<void> {
 
   // Agents may now answer in direct chats only.
   await knex.raw("alter table agents drop constraint agents_trigger_policy_check");
-  await knex.raw("alter table agents add constraint agents_trigger_policy_check check (trigger_policy in ('mentions', 'dms', 'all'))");
+  await knex.raw(
+    "alter table agents add constraint agents_trigger_policy_check check (trigger_policy in ('mentions', 'dms', 'all'))",
+  );
 
-  for (const table of ["tenant_admins", "audit_log", "room_agent_policies", "bot_rooms", "command_runs"]) {
+  for (const table of [
+    "tenant_admins",
+    "audit_log",
+    "room_agent_policies",
+    "bot_rooms",
+    "command_runs",
+  ]) {
     await enableTenantIsolation(knex, table);
   }
 }
