@@ -20,14 +20,7 @@ describe("agents on a real homeserver", () => {
   it("joins when invited and answers a DM with what the model streamed", async () => {
     const alice = await acme.user("alice");
     const ada = acme.agentUserId("ada");
-    const roomId = await alice.createRoom({ invite: [ada], isDirect: true });
-    await alice.waitForEvent(
-      roomId,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    const roomId = await alice.openDm(ada);
 
     stack.model.enqueue({ kind: "reply", text: "Hello Alice, nice to meet you.", chunks: 4 });
     const question = await alice.sendText(roomId, "hi there");
@@ -51,13 +44,7 @@ describe("agents on a real homeserver", () => {
     const ada = acme.agentUserId("ada");
     const roomId = await carol.createRoom({ invite: [ada] });
     await carol.invite(roomId, acme.agentUserId("bob"));
-    await carol.waitForEvent(
-      roomId,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    await carol.waitForJoin(roomId, ada);
 
     const root = await carol.sendText(roomId, "a thread about streaming");
     const text = "one two three four five six seven eight nine ten eleven twelve";
@@ -96,14 +83,7 @@ describe("agents on a real homeserver", () => {
     const dave = await acme.user("dave");
     const expectNotice = async (agent: string, pattern: RegExp): Promise<void> => {
       const userId = acme.agentUserId(agent);
-      const roomId = await dave.createRoom({ invite: [userId], isDirect: true });
-      await dave.waitForEvent(
-        roomId,
-        (event) =>
-          event.type === "m.room.member" &&
-          event.state_key === userId &&
-          event.content.membership === "join",
-      );
+      const roomId = await dave.openDm(userId);
       await dave.sendText(roomId, "are you there?");
       const notice = await dave.waitForEvent(roomId, messageFrom(userId));
       expect(notice.content.msgtype).toBe("m.notice");
@@ -135,13 +115,7 @@ describe("agents on a real homeserver", () => {
     const bob = acme.agentUserId("bob");
     const roomId = await erin.createRoom({ invite: [ada, bob], name: "two agents" });
     for (const agent of [ada, bob]) {
-      await erin.waitForEvent(
-        roomId,
-        (event) =>
-          event.type === "m.room.member" &&
-          event.state_key === agent &&
-          event.content.membership === "join",
-      );
+      await erin.waitForJoin(roomId, agent);
     }
     const replies = (agent: string) => erin.timeline.get(roomId)?.filter(messageFrom(agent)) ?? [];
 

@@ -87,22 +87,10 @@ describe("tenant administration by chatting with the bot", () => {
     );
 
     const room = await root.createRoom({ invite: [bot], name: "crew" });
-    await root.waitForEvent(
-      room,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === bot &&
-        event.content.membership === "join",
-    );
+    await root.waitForJoin(room, bot);
     const max = acme.agentUserId("max");
     expect((await command(root, room, "!sb agent invite max")).content.body).toMatch(/Invited/);
-    await root.waitForEvent(
-      room,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === max &&
-        event.content.membership === "join",
-    );
+    await root.waitForJoin(room, max);
 
     await root.sendText(room, "where is the treasure?");
     await root.waitForEvent(room, messageFrom(max));
@@ -184,14 +172,7 @@ describe("tenant administration by chatting with the bot", () => {
     );
 
     const ada = acme.agentUserId("ada");
-    const withAda = await guest.createRoom({ invite: [ada], isDirect: true });
-    await guest.waitForEvent(
-      withAda,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    const withAda = await guest.openDm(ada);
     await guest.sendText(withAda, "remember that my favourite food is sushi");
     await guest.waitForEvents(withAda, messageFrom(ada), 1);
 

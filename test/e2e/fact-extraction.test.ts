@@ -30,14 +30,7 @@ describe("the optional fact-extraction step", () => {
   it("remembers what the person stated without being asked to, and uses it in another room", async () => {
     const ada = acme.agentUserId("ada");
     const dana = await acme.user("dana");
-    const first = await dana.createRoom({ invite: [ada], isDirect: true });
-    await dana.waitForEvent(
-      first,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    const first = await dana.openDm(ada);
     await dana.sendText(first, "I'm vegetarian, any lunch ideas?");
     await dana.waitForEvent(first, messageFrom(ada));
     await expect
@@ -51,14 +44,7 @@ describe("the optional fact-extraction step", () => {
       )
       .toEqual([{ content: "They are vegetarian." }]);
 
-    const second = await dana.createRoom({ invite: [ada], isDirect: true });
-    await dana.waitForEvent(
-      second,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    const second = await dana.openDm(ada);
     await dana.sendText(second, "what should I cook tonight?");
     await dana.waitForEvent(second, messageFrom(ada));
     const asked = stack.model.requests.findLast(

@@ -2,19 +2,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { messageFrom, type MatrixTestUser } from "../support/matrix-user.ts";
 import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
 
-/** A DM with an agent, joined and ready. */
-async function dm(user: MatrixTestUser, agentUserId: string): Promise<string> {
-  const roomId = await user.createRoom({ invite: [agentUserId], isDirect: true });
-  await user.waitForEvent(
-    roomId,
-    (event) =>
-      event.type === "m.room.member" &&
-      event.state_key === agentUserId &&
-      event.content.membership === "join",
-  );
-  return roomId;
-}
-
 /** Sends a message and waits for the agent's answer; returns what the model was shown. */
 async function ask(
   stack: TestStack,
@@ -51,17 +38,11 @@ describe("persistent memory across rooms, identities and tenants", () => {
   it("remembers a fact told in one room when asked in another and on a linked second Matrix ID, never in another tenant", async () => {
     const ada = acme.agentUserId("ada");
     const alice = await acme.user("alice");
-    const kitchen = await dm(alice, ada);
+    const kitchen = await alice.openDm(ada);
     await ask(stack, alice, kitchen, ada, "remember that my favourite colour is green");
 
     const lounge = await alice.createRoom({ invite: [ada], isDirect: true, name: "lounge" });
-    await alice.waitForEvent(
-      lounge,
-      (event) =>
-        event.type === "m.room.member" &&
-        event.state_key === ada &&
-        event.content.membership === "join",
-    );
+    await alice.waitForJoin(lounge, ada);
     const inLounge = await ask(stack, alice, lounge, ada, "which colour do I like best?");
     expect(inLounge.system).toContain("favourite colour is green");
     // The other room's conversation is memory, not history: it is not replayed here.
@@ -74,12 +55,24 @@ describe("persistent memory across rooms, identities and tenants", () => {
       id: "test",
       via: "cli",
     });
-    const fromPhone = await ask(stack, phone, await dm(phone, ada), ada, "what colour do I like?");
+    const fromPhone = await ask(
+      stack,
+      phone,
+      await phone.openDm(ada),
+      ada,
+      "what colour do I like?",
+    );
     expect(fromPhone.system).toContain("favourite colour is green");
 
     // A stranger in the same tenant is not told Alice's facts.
     const bob = await acme.user("bob");
-    const fromBob = await ask(stack, bob, await dm(bob, ada), ada, "what is my favourite colour?");
+    const fromBob = await ask(
+      stack,
+      bob,
+      await bob.openDm(ada),
+      ada,
+      "what is my favourite colour?",
+    );
     expect(fromBob.system).not.toContain("green");
 
     // Another tenant, same agent name, same localpart: nothing crosses.
@@ -88,7 +81,7 @@ describe("persistent memory across rooms, identities and tenants", () => {
     const elsewhere = await ask(
       stack,
       otherAlice,
-      await dm(otherAlice, globexAda),
+      await otherAlice.openDm(globexAda),
       globexAda,
       "what is my favourite colour, alice here?",
     );
@@ -99,7 +92,7 @@ describe("persistent memory across rooms, identities and tenants", () => {
   it("stores what the model asks to remember through its tool, with provenance, and supersedes an older value", async () => {
     const ada = acme.agentUserId("ada");
     const carol = await acme.user("carol");
-    const room = await dm(carol, ada);
+    const room = await carol.openDm(ada);
     stack.model.enqueue(
       {
         kind: "reply",
@@ -129,7 +122,7 @@ describe("persistent memory across rooms, identities and tenants", () => {
     );
     await ask(stack, carol, room, ada, "I moved to Globochem");
 
-    const later = await ask(stack, carol, await dm(carol, ada), ada, "where do I work?");
+    const later = await ask(stack, carol, await carol.openDm(ada), ada, "where do I work?");
     expect(later.system).toContain("Carol works at Globochem.");
     expect(later.system).not.toContain("Initech");
 

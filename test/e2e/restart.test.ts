@@ -61,14 +61,7 @@ describe("exactly once across a runtime crash", () => {
     const rooms: string[] = [];
     for (let index = 0; index < ROOMS; index++) {
       const person = await acme.user(`burst${String(index)}`);
-      const roomId = await person.createRoom({ invite: [ada], isDirect: true });
-      await person.waitForEvent(
-        roomId,
-        (event) =>
-          event.type === "m.room.member" &&
-          event.state_key === ada &&
-          event.content.membership === "join",
-      );
+      const roomId = await person.openDm(ada);
       people.push(person);
       rooms.push(roomId);
     }

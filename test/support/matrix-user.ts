@@ -120,6 +120,28 @@ export class MatrixTestUser {
     }
   }
 
+  /** Waits until `userId` has joined the room. */
+  async waitForJoin(roomId: string, userId: string, timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
+    await this.waitForEvent(
+      roomId,
+      (event) =>
+        event.type === "m.room.member" &&
+        event.state_key === userId &&
+        event.content.membership === "join",
+      timeoutMs,
+    );
+  }
+
+  /** Opens a DM with someone (an agent, the bot) and waits until they have joined. */
+  async openDm(
+    userId: string,
+    preset: "private_chat" | "trusted_private_chat" = "trusted_private_chat",
+  ): Promise<string> {
+    const roomId = await this.createRoom({ invite: [userId], isDirect: true, preset });
+    await this.waitForJoin(roomId, userId);
+    return roomId;
+  }
+
   /** Waits until `count` events in the room match. */
   async waitForEvents(
     roomId: string,
