@@ -68,6 +68,9 @@ export async function createApp(
       poolMax: config.database.poolMax,
     }));
   await migrateToLatest(database.knex);
+  // PGlite has no autovacuum: without fresh statistics, memory retrieval
+  // cannot tell common words from rare ones (see memory/retrieval.ts).
+  if (database.kind === "pglite") await database.knex.raw("analyze");
   const cipher = await loadCipher(config, log);
   const db = database.knex;
   const tenantRepository = new TenantRepository(cipher);

@@ -101,20 +101,18 @@ export async function runTurn(
     });
     // The message being answered was recorded already; it goes last, on its own.
     const history = window.filter((earlier) => earlier.eventId !== message.eventId);
-    const retrieved = await retrieveFacts(trx, {
+    // What someone told an agent about themselves is shared with them again,
+    // not with the colleague who happens to ask: facts about other people
+    // stay out of the prompt. Facts about the room and the team are shared.
+    const facts = await retrieveFacts(trx, {
       agentId: agent.id,
       personIds: [context.personId],
+      onlyThesePeople: true,
       roomId: message.roomId,
       text: request,
       limit: MEMORY_MAX_FACTS,
       tokenBudget: MEMORY_TOKEN_BUDGET,
     });
-    // What someone told an agent about themselves is shared with them again,
-    // not with the colleague who happens to ask: facts about other people
-    // stay out of the prompt. Facts about the room and the team are shared.
-    const facts = retrieved.filter(
-      (fact) => fact.subject.kind !== "person" || fact.subject.personId === context.personId,
-    );
     return { credentials, history, facts };
   });
 
