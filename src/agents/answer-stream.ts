@@ -37,6 +37,10 @@ export class AnswerStream {
   #lastFlushAt = 0;
   #shownText: string | null = null;
   #edits = 0;
+  /** The background update started by append(), if any. */
+  #pending: Promise<void> = Promise.resolve();
+  #updating = false;
+  #error: Error | undefined = undefined;
 
   constructor(options: AnswerStreamOptions) {
     this.#options = options;
@@ -53,25 +57,49 @@ export class AnswerStream {
     return this.#eventId;
   }
 
-  /** Adds text; posts or edits when the throttle allows. */
-  async append(delta: string): Promise<void> {
+  /**
+   * Adds text and, when the throttle allows and no update is in flight,
+   * starts posting or editing in the background. The returned promise
+   * settles when that update is done; callers reading a model stream need
+   * not wait for it (a slow homeserver must not stall or time out the
+   * model), and it never rejects: an update's failure is thrown by finish().
+   */
+  append(delta: string): Promise<void> {
     this.#text += delta;
     const now = this.#now();
     const since = this.#eventId === null ? now - this.#startedAt : now - this.#lastFlushAt;
-    if (since >= this.#options.editThrottleMs && this.#text.trim() !== "")
-      await this.#show(this.#text + IN_PROGRESS_MARK, "progress");
+    if (this.#updating || since < this.#options.editThrottleMs || this.#text.trim() === "") return this.#pending;
+    this.#updating = true;
+    this.#pending = this.#show(this.#text + IN_PROGRESS_MARK, "progress").then(
+      () => {
+        this.#updating = false;
+      },
+      (error: unknown) => {
+        this.#updating = false;
+        this.#error ??= error instanceof Error ? error : new Error(String(error));
+      },
+    );
+    return this.#pending;
   }
 
-  /** Shows the complete answer; returns the reply's event id. */
+  /** Shows the complete answer once any update in flight is done; returns the reply's event id. */
   async finish(): Promise<EventId> {
+    await this.#settle();
     const text = this.#text.trim() === "" ? "(no answer)" : this.#text;
     return this.#show(text, "final");
   }
 
   /** Ends the answer with a notice of what went wrong, keeping any text already written. */
   async fail(notice: string): Promise<EventId> {
+    await this.#pending;
+    this.#error = undefined;
     const text = this.#text.trim() === "" ? `⚠️ ${notice}` : `${this.#text}\n\n⚠️ ${notice}`;
     return this.#show(text, "final", this.#text.trim() === "" ? "m.notice" : "m.text");
+  }
+
+  async #settle(): Promise<void> {
+    await this.#pending;
+    if (this.#error !== undefined) throw this.#error;
   }
 
   async #show(

@@ -158,7 +158,8 @@ export async function runTurn(
     now: new Date(),
   });
   const provider = deps.createProvider(agent, prepared.credentials.credentials);
-  await chat.setTyping(agentUserId, message.roomId, true);
+  // Best effort and off the critical path: the model call does not wait for it.
+  const typingOn = chat.setTyping(agentUserId, message.roomId, true);
   const typingRefresh = setInterval(
     () => void chat.setTyping(agentUserId, message.roomId, true),
     TYPING_REFRESH_MS,
@@ -210,6 +211,8 @@ export async function runTurn(
     );
   } finally {
     clearInterval(typingRefresh);
+    // Never let "stopped typing" overtake "typing".
+    await typingOn;
     await chat.setTyping(agentUserId, message.roomId, false);
   }
 }
@@ -274,7 +277,8 @@ async function streamAnswer(
     })) {
       if (event.type === "text") {
         text += event.delta;
-        await stream.append(event.delta);
+        // Not awaited: the room is updated in the background while the model streams on.
+        void stream.append(event.delta);
       } else if (event.type === "tool_call") {
         calls.push(event.call);
       } else {

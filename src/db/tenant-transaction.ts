@@ -27,8 +27,8 @@ export function withTenant<T>(
 ): Promise<T> {
   return db.transaction((trx) =>
     openTransaction.run({ tenantId }, async () => {
-      await trx.raw("select set_config('app.tenant_id', ?, true)", [tenantId]);
-      await trx.raw(`set local role ${APP_ROLE}`);
+      // One round trip: the tenant and the role (set_config('role') is SET LOCAL ROLE).
+      await trx.raw(`select set_config('app.tenant_id', ?, true), set_config('role', '${APP_ROLE}', true)`, [tenantId]);
       return work(trx);
     }),
   );

@@ -55,6 +55,9 @@ export async function acceptTransaction(
   txnId: string,
   events: readonly unknown[],
 ): Promise<AcceptedTransaction> {
+  // Transactions with only ephemeral data (typing, receipts) have no room
+  // events: nothing to store or deduplicate, so no database round trip.
+  if (events.length === 0) return { duplicate: false, accepted: [], rejected: 0 };
   const valid = events.filter(isRawEvent);
   return withTenant(db, tenantId, async (trx) => {
     const inserted = (await trx("appservice_transactions")
