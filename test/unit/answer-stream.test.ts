@@ -338,4 +338,39 @@ describe("AnswerStream", () => {
       });
     });
   });
+
+  it("never makes the model stream wait for the homeserver: updates run in the background, finish waits for them", async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { stream, chat, at } = harness();
+    const slowSend = chat.send.bind(chat);
+    chat.send = async (...args) => {
+      await gate;
+      return slowSend(...args);
+    };
+    at(THROTTLE_MS);
+    const first = stream.append("one ");
+    // While the first update waits on the homeserver, more text keeps coming without waiting.
+    at(THROTTLE_MS * 3);
+    void stream.append("two ");
+    at(THROTTLE_MS * 5);
+    void stream.append("three");
+    expect(chat.sends).toHaveLength(0);
+    const finished = stream.finish();
+    release();
+    await first;
+    expect(await finished).toBe(chat.sends[0]!.eventId);
+    expect(chat.sends).toHaveLength(1);
+    expect(chat.edits.at(-1)!.message!.body).toBe("one two three");
+  });
+
+  it("a failed background update is reported by finish, not lost", async () => {
+    const { stream, chat, at } = harness();
+    chat.send = () => Promise.reject(new Error("homeserver down"));
+    at(THROTTLE_MS);
+    await stream.append("text");
+    await expect(stream.finish()).rejects.toThrow("homeserver down");
+  });
 });
