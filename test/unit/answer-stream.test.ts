@@ -344,18 +344,19 @@ describe("AnswerStream", () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const { stream, chat, at } = harness();
+    const h = harness();
+    const { stream, chat } = h;
     const slowSend = chat.send.bind(chat);
     chat.send = async (...args) => {
       await gate;
       return slowSend(...args);
     };
-    at(THROTTLE_MS);
+    h.at(THROTTLE_MS);
     const first = stream.append("one ");
     // While the first update waits on the homeserver, more text keeps coming without waiting.
-    at(THROTTLE_MS * 3);
+    h.at(THROTTLE_MS * 3);
     void stream.append("two ");
-    at(THROTTLE_MS * 5);
+    h.at(THROTTLE_MS * 5);
     void stream.append("three");
     expect(chat.sends).toHaveLength(0);
     const finished = stream.finish();
@@ -367,9 +368,10 @@ describe("AnswerStream", () => {
   });
 
   it("a failed background update is reported by finish, not lost", async () => {
-    const { stream, chat, at } = harness();
+    const h = harness();
+    const { stream, chat } = h;
     chat.send = () => Promise.reject(new Error("homeserver down"));
-    at(THROTTLE_MS);
+    h.at(THROTTLE_MS);
     await stream.append("text");
     await expect(stream.finish()).rejects.toThrow("homeserver down");
   });
