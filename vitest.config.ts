@@ -10,6 +10,9 @@ export default defineConfig({
     // Real servers and real homeservers: no retries that could hide a flake.
     retry: 0,
     // The JSON report lets .ci/run print the plain "N passed, N failed" summary line.
-    reporters: ["default", ["json", { outputFile: "node_modules/.cache/switchboard/test-results.json" }]],
+    reporters: [
+      "default",
+      ["json", { outputFile: "node_modules/.cache/switchboard/test-results.json" }],
+    ],
   },
 });

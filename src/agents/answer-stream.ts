@@ -68,7 +68,8 @@ export class AnswerStream {
     this.#text += delta;
     const now = this.#now();
     const since = this.#eventId === null ? now - this.#startedAt : now - this.#lastFlushAt;
-    if (this.#updating || since < this.#options.editThrottleMs || this.#text.trim() === "") return this.#pending;
+    if (this.#updating || since < this.#options.editThrottleMs || this.#text.trim() === "")
+      return this.#pending;
     this.#updating = true;
     this.#pending = this.#show(this.#text + IN_PROGRESS_MARK, "progress").then(
       () => {

@@ -28,7 +28,10 @@ export function withTenant<T>(
   return db.transaction((trx) =>
     openTransaction.run({ tenantId }, async () => {
       // One round trip: the tenant and the role (set_config('role') is SET LOCAL ROLE).
-      await trx.raw(`select set_config('app.tenant_id', ?, true), set_config('role', '${APP_ROLE}', true)`, [tenantId]);
+      await trx.raw(
+        `select set_config('app.tenant_id', ?, true), set_config('role', '${APP_ROLE}', true)`,
+        [tenantId],
+      );
       return work(trx);
     }),
   );
