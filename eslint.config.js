@@ -2,7 +2,8 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "data/**", "stubs/**", "coverage/**"] },
+  // This file is plain JavaScript outside the TypeScript project; it configures, it is not linted.
+  { ignores: ["node_modules/**", "data/**", "stubs/**", "coverage/**", "eslint.config.js"] },
   ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: {
