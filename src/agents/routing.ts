@@ -32,7 +32,22 @@ function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
   if (message.mentionedUserIds?.includes(identity.userId) === true) return true;
   if (input.repliedToSender === identity.userId) return true;
   if (namesAgent(message.body, identity)) return true;
-  return message.formattedBody?.includes(`https://matrix.to/#/${identity.userId}`) === true;
+  return (
+    message.formattedBody !== null && pilledUserIds(message.formattedBody).has(identity.userId)
+  );
+}
+
+/** Matrix IDs linked as pills (https://matrix.to/#/@user:server), decoded and exact. */
+function pilledUserIds(html: string): Set<string> {
+  const ids = new Set<string>();
+  for (const match of html.matchAll(/href=["']https:\/\/matrix\.to\/#\/([^"'?]+)/gi)) {
+    try {
+      ids.add(decodeURIComponent(match[1] ?? ""));
+    } catch {
+      // A malformed escape is no mention.
+    }
+  }
+  return ids;
 }
 
 /**
@@ -40,7 +55,8 @@ function isAddressed(input: RoutingInput, identity: AgentIdentity): boolean {
  * messages from agents and the service bot, so agents never answer each
  * other). Notices are never answered: bots and bridges speak in notices.
  * A room's override replaces the agent's own policy there (`off` silences
- * it). Agents that are addressed answer and nobody else does; otherwise
+ * it). A message addressed to agents is theirs alone: those willing answer,
+ * nobody else does, even when the addressed stay silent; otherwise
  * every agent answers in a DM, and in a group only agents whose policy is
  * `all`. Agents with policy `dms` never answer in groups.
  */
@@ -48,13 +64,14 @@ export function chooseResponders(input: RoutingInput): AgentIdentity[] {
   if (input.message.msgtype === "m.notice") return [];
   const policyOf = (identity: AgentIdentity): TriggerPolicy | "off" =>
     input.roomPolicies?.get(identity.agent.id) ?? identity.agent.triggerPolicy;
-  const willing = input.agents.filter((identity) => {
-    if (identity.agent.status !== "active") return false;
+  const active = input.agents.filter((identity) => identity.agent.status === "active");
+  const willing = active.filter((identity) => {
     const policy = policyOf(identity);
     return policy !== "off" && (input.isDirect || policy !== "dms");
   });
-  const addressed = willing.filter((identity) => isAddressed(input, identity));
-  if (addressed.length > 0) return addressed;
+  // A message meant for particular agents is theirs alone, even if they stay silent here.
+  const addressed = active.filter((identity) => isAddressed(input, identity));
+  if (addressed.length > 0) return addressed.filter((identity) => willing.includes(identity));
   if (input.isDirect) return willing;
   return willing.filter((identity) => policyOf(identity) === "all");
 }

@@ -13,16 +13,29 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char] ?? char);
 }
 
+/** Link targets a model may produce; anything else (javascript:, data:, …) becomes plain text. */
+const SAFE_LINK = /^(https?:|mailto:|matrix:|mxc:\/\/)/i;
+
 /**
  * Markdown as models write it, rendered to the HTML subset Matrix clients
- * show. Raw HTML in the model's output is escaped, never passed through: a
- * model can be talked into emitting anything.
+ * show. A model can be talked into emitting anything, so: raw HTML is
+ * escaped, links keep only safe schemes, and images are never embedded. An
+ * image a client fetches by itself is the classic way for injected
+ * instructions to leak conversation data in its URL; it becomes a plain link.
  */
 const markdown = new Marked({
   gfm: true,
   breaks: true,
   renderer: {
     html: ({ text }) => escapeHtml(text),
+    link({ href, tokens }) {
+      const label = this.parser.parseInline(tokens);
+      return SAFE_LINK.test(href) ? `<a href="${escapeHtml(href)}">${label}</a>` : label;
+    },
+    image: ({ href, text }) =>
+      SAFE_LINK.test(href)
+        ? `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`
+        : escapeHtml(text),
   },
 });
 

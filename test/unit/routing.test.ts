@@ -141,6 +141,40 @@ describe("chooseResponders in a group room", () => {
     ).toEqual(["ada"]);
   });
 
+  it("pills match the exact Matrix ID, percent-encoded or not", () => {
+    const encoded = `<a href="https://matrix.to/#/${encodeURIComponent(ada.userId)}">A</a> hi`;
+    expect(route("A hi", [ada, bob], { message: { formattedBody: encoded } })).toEqual(["ada"]);
+    const longerServer = `<a href="https://matrix.to/#/${ada.userId}ing">A</a> hi`;
+    expect(route("A hi", [ada, bob], { message: { formattedBody: longerServer } })).toEqual([]);
+    const broken = `<a href="https://matrix.to/#/%E0%A4%A">A</a> hi`;
+    expect(route("A hi", [ada, bob], { message: { formattedBody: broken } })).toEqual([]);
+  });
+
+  it("room overrides replace the agent's policy: off silences, all answers everything, dms agents stay out of groups", () => {
+    const max = identity("max", { triggerPolicy: "dms" });
+    const policies = new Map([
+      [ada.agent.id, "off" as const],
+      [bob.agent.id, "all" as const],
+    ]);
+    const input = (body: string, isDirect = false): RoutingInput => ({
+      message: message(body),
+      agents: [ada, bob, max],
+      isDirect,
+      repliedToSender: null,
+      roomPolicies: policies,
+    });
+    expect(chooseResponders(input("ada, max: hello")).map((chosen) => chosen.agent.name)).toEqual(
+      [],
+    );
+    expect(
+      chooseResponders(input("nobody in particular")).map((chosen) => chosen.agent.name),
+    ).toEqual(["bob"]);
+    expect(chooseResponders(input("hello", true)).map((chosen) => chosen.agent.name)).toEqual([
+      "bob",
+      "max",
+    ]);
+  });
+
   it("a pill to someone else does not address the agent", () => {
     const html = `<a href="https://matrix.to/#/${ALICE}">Alice</a>: please look`;
     expect(route("Alice: please look", [ada, bob], { message: { formattedBody: html } })).toEqual(
