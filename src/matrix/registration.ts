@@ -26,8 +26,9 @@ export interface RegistrationDocument {
   "de.sorunome.msc2409.push_ephemeral"?: boolean;
   namespaces: {
     users: { exclusive: boolean; regex: string }[];
-    aliases: { exclusive: boolean; regex: string }[];
-    rooms: { exclusive: boolean; regex: string }[];
+    // matrix-appservice-bridge leaves empty lists out of its output.
+    aliases?: { exclusive: boolean; regex: string }[];
+    rooms?: { exclusive: boolean; regex: string }[];
   };
 }
 
