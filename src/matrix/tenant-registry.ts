@@ -129,7 +129,14 @@ export class TenantRegistry {
       bindAddress: "127.0.0.1",
       homeserverName: homeserver.serverName,
       homeserverUrl: homeserver.clientUrl,
-      registration,
+      registration: {
+        ...registration,
+        namespaces: {
+          users: registration.namespaces.users,
+          rooms: registration.namespaces.rooms ?? [],
+          aliases: registration.namespaces.aliases ?? [],
+        },
+      },
       storage: new TenantAppserviceStorage(this.#db, homeserver.tenantId),
     });
     const served: ServedTenant = {
