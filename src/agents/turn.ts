@@ -81,16 +81,11 @@ export async function runTurn(
     eventId: message.eventId,
     roomId: message.roomId,
   });
-  const ledger = await withTenant(deps.db, tenantId, (trx) =>
-    turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId),
-  );
-  if (ledger.status !== "started") {
-    log.debug({ status: ledger.status }, "turn already finished; not answering again");
-    return;
-  }
-
   const request = stripAddress(message.body, identity);
+  // One transaction: claim the turn in the ledger and gather its context.
   const prepared = await withTenant(deps.db, tenantId, async (trx) => {
+    const ledger = await turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId);
+    if (ledger.status !== "started") return { ledger, context: null };
     await applyMemoryIntent(trx, agent, context.personId, message, request);
     const credentials = await resolveCredentials(trx, agent, deps.models, deps.cipher);
     const window = await recentHistory(trx, {
@@ -113,8 +108,14 @@ export async function runTurn(
       limit: MEMORY_MAX_FACTS,
       tokenBudget: MEMORY_TOKEN_BUDGET,
     });
-    return { credentials, history, facts };
+    return { ledger, context: { credentials, history, facts } };
   });
+  const { ledger } = prepared;
+  if (prepared.context === null) {
+    log.debug({ status: ledger.status }, "turn already finished; not answering again");
+    return;
+  }
+  const { credentials, history, facts } = prepared.context;
 
   const stream = new AnswerStream({
     chat,
@@ -132,8 +133,8 @@ export async function runTurn(
       ),
   });
 
-  if (!prepared.credentials.ok) {
-    await stream.fail(prepared.credentials.reason);
+  if (!credentials.ok) {
+    await stream.fail(credentials.reason);
     await withTenant(deps.db, tenantId, (trx) =>
       turnLedger.finish(trx, tenantId, message.eventId, agent.id, {
         status: "failed",
@@ -148,8 +149,8 @@ export async function runTurn(
     agent,
     agentUserId,
     isDirect: context.isDirect,
-    history: prepared.history,
-    facts: prepared.facts,
+    history: history,
+    facts: facts,
     current: {
       sender: message.sender,
       platform: context.platform,
@@ -157,7 +158,7 @@ export async function runTurn(
     },
     now: new Date(),
   });
-  const provider = deps.createProvider(agent, prepared.credentials.credentials);
+  const provider = deps.createProvider(agent, credentials.credentials);
   // Best effort and off the critical path: the model call does not wait for it.
   const typingOn = chat.setTyping(agentUserId, message.roomId, true);
   const typingRefresh = setInterval(
