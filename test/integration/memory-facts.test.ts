@@ -20,19 +20,7 @@ import type {
   TenantId,
 } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
-
-async function seedTenant(knex: Knex, slug: string, agentNames: string[]) {
-  const [tenant] = await knex("tenants").insert({ slug, name: slug }).returning("id");
-  const tenantId = (tenant as { id: TenantId }).id;
-  const agents: AgentId[] = [];
-  for (const name of agentNames) {
-    const [agent] = await knex("agents")
-      .insert({ tenant_id: tenantId, name, display_name: name, provider: "openai", model: "x" })
-      .returning("id");
-    agents.push((agent as { id: AgentId }).id);
-  }
-  return { tenantId, agents };
-}
+import { seedTenant } from "../support/seed.ts";
 
 describe.each(BACKENDS)("facts (%s)", (kind) => {
   let database: TestDatabase;

@@ -22,6 +22,7 @@ import type {
   TenantId,
 } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { seedTenant } from "../support/seed.ts";
 
 const ROOM = "!general:acme.test" as RoomId;
 const OTHER_ROOM = "!random:acme.test" as RoomId;
@@ -76,27 +77,10 @@ describe.each(BACKENDS)("history (%s)", (kind) => {
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
-    const [row] = await database
-      .knex("tenants")
-      .insert({ slug: "acme", name: "Acme" })
-      .returning("id");
-    tenant = (row as { id: TenantId }).id;
-    const [otherRow] = await database
-      .knex("tenants")
-      .insert({ slug: "globex", name: "Globex" })
-      .returning("id");
-    other = (otherRow as { id: TenantId }).id;
-    const [agentRow] = await database
-      .knex("agents")
-      .insert({
-        tenant_id: tenant,
-        name: "ada",
-        display_name: "Ada",
-        provider: "openai",
-        model: "x",
-      })
-      .returning("id");
-    agent = (agentRow as { id: AgentId }).id;
+    const acme = await seedTenant(database.knex, "acme", ["ada"]);
+    tenant = acme.tenantId;
+    agent = acme.agents[0]!;
+    other = (await seedTenant(database.knex, "globex")).tenantId;
     alice = await inTenant((trx) => resolvePerson(trx, ALICE, "matrix", "Alice"));
 
     await record(

@@ -21,6 +21,7 @@ import type {
   TenantId,
 } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { seedTenant } from "../support/seed.ts";
 
 const user = (id: string) => id as MatrixUserId;
 
@@ -70,27 +71,10 @@ describe.each(BACKENDS)("people (%s)", (kind) => {
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
-    const [row] = await database
-      .knex("tenants")
-      .insert({ slug: "acme", name: "Acme" })
-      .returning("id");
-    tenant = (row as { id: TenantId }).id;
-    const [otherRow] = await database
-      .knex("tenants")
-      .insert({ slug: "globex", name: "Globex" })
-      .returning("id");
-    other = (otherRow as { id: TenantId }).id;
-    const [agentRow] = await database
-      .knex("agents")
-      .insert({
-        tenant_id: tenant,
-        name: "ada",
-        display_name: "Ada",
-        provider: "openai",
-        model: "x",
-      })
-      .returning("id");
-    agent = (agentRow as { id: AgentId }).id;
+    const acme = await seedTenant(database.knex, "acme", ["ada"]);
+    tenant = acme.tenantId;
+    agent = acme.agents[0]!;
+    other = (await seedTenant(database.knex, "globex")).tenantId;
   });
   afterAll(() => database.drop());
 

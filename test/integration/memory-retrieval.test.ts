@@ -8,21 +8,9 @@ import { estimateTokens } from "../../src/memory/tokens.ts";
 import type { FactQuery, NewFact } from "../../src/memory/types.ts";
 import type { AgentId, MatrixUserId, PersonId, RoomId, TenantId } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { seedTenant } from "../support/seed.ts";
 
 const ROOM = "!lobby:acme.test" as RoomId;
-
-async function seedTenant(knex: Knex, slug: string, agentNames: string[]) {
-  const [tenant] = await knex("tenants").insert({ slug, name: slug }).returning("id");
-  const tenantId = (tenant as { id: TenantId }).id;
-  const agents: AgentId[] = [];
-  for (const name of agentNames) {
-    const [agent] = await knex("agents")
-      .insert({ tenant_id: tenantId, name, display_name: name, provider: "openai", model: "x" })
-      .returning("id");
-    agents.push((agent as { id: AgentId }).id);
-  }
-  return { tenantId, agents };
-}
 
 describe.each(BACKENDS)("retrieval (%s)", (kind) => {
   let database: TestDatabase;
