@@ -7,6 +7,7 @@ import {
 } from "../../src/matrix/inbox.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { seedTenant } from "../support/seed.ts";
 
 interface StoredRow {
   seq: number;
@@ -38,13 +39,8 @@ describe.each(BACKENDS)("appservice inbox on %s", (kind) => {
   let tenantA: TenantId;
   let tenantB: TenantId;
 
-  async function insertTenant(slug: string): Promise<TenantId> {
-    const [row]: { id: TenantId }[] = await database
-      .knex("tenants")
-      .insert({ slug, name: slug })
-      .returning("id");
-    return row!.id;
-  }
+  const insertTenant = async (slug: string): Promise<TenantId> =>
+    (await seedTenant(database.knex, slug)).tenantId;
 
   /** Rows as the service connection sees them (all tenants). */
   async function storedRows(tenantId: TenantId): Promise<StoredRow[]> {

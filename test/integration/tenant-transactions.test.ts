@@ -4,6 +4,7 @@ import { withSystemTransaction, withTenant } from "../../src/db/tenant-transacti
 import { AppError } from "../../src/shared/errors.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { seedTenant } from "../support/seed.ts";
 
 const GUARD_MESSAGE =
   "database handle used inside a transaction: use the transaction's trx instead";
@@ -18,13 +19,8 @@ describe.each(BACKENDS)("tenant transactions on %s", (kind) => {
   let tenantA: TenantId;
   let tenantB: TenantId;
 
-  async function insertTenant(slug: string): Promise<TenantId> {
-    const [row]: { id: TenantId }[] = await database
-      .knex("tenants")
-      .insert({ slug, name: slug })
-      .returning("id");
-    return row!.id;
-  }
+  const insertTenant = async (slug: string): Promise<TenantId> =>
+    (await seedTenant(database.knex, slug)).tenantId;
 
   function agentRow(tenantId: TenantId, name: string): Record<string, unknown> {
     return {
