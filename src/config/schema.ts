@@ -83,6 +83,8 @@ export const ConfigSchema = z.strictObject({
       maxInputChars: z.number().int().min(100).max(200_000).default(16_000),
       /** How long activity updates are gathered before they are saved (matrix-appservice-bridge debounce). */
       activitySaveDelayMs: z.number().int().min(10).max(3_600_000).default(60_000),
+      /** Handled events and transaction ids are deleted after this many days. */
+      inboxRetentionDays: z.number().int().min(1).max(365).default(7),
       /** Largest appservice transaction body accepted. */
       maxTransactionBytes: z
         .number()

@@ -143,3 +143,27 @@ export async function markEvent(
       }),
   );
 }
+
+/**
+ * Deletes handled events and transaction ids older than the retention
+ * period. Homeservers retry a transaction for minutes, not days, so old ids
+ * no longer protect anything; pending events are never deleted.
+ * Returns how many rows went.
+ */
+export async function pruneInbox(
+  db: Knex,
+  tenantId: TenantId,
+  retentionDays: number,
+): Promise<{ events: number; transactions: number }> {
+  return withTenant(db, tenantId, async (trx) => {
+    const cutoff = trx.raw("now() - make_interval(days => ?)", [retentionDays]);
+    const events = await trx("inbound_events")
+      .whereIn("status", ["done", "failed"])
+      .where("handled_at", "<", cutoff)
+      .delete(["seq"]);
+    const transactions = await trx("appservice_transactions")
+      .where("received_at", "<", cutoff)
+      .delete(["txn_id"]);
+    return { events: events.length, transactions: transactions.length };
+  });
+}

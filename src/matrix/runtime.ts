@@ -7,11 +7,14 @@ import { withTenant } from "../db/tenant-transaction.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import { EventPipeline } from "./event-pipeline.ts";
+import { pruneInbox } from "./inbox.ts";
 import { buildAppserviceHttp } from "./http.ts";
 import { createRuntimeMetrics, type RuntimeMetrics } from "./metrics.ts";
 import type { RegistrationParameters } from "./registration.ts";
 import { routeSdkLogging } from "./sdk-logging.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
+
+const INBOX_PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 
 export interface RuntimeDependencies {
   readonly db: Knex;
@@ -29,10 +32,13 @@ export class Runtime {
   readonly http: FastifyInstance;
   readonly #config: Readonly<Config>;
   readonly #log: Logger;
+  readonly #db: Knex;
+  #pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: RuntimeDependencies) {
     const { config, db } = deps;
     this.#config = config;
+    this.#db = db;
     this.#log = deps.log.child({ module: "runtime" });
     routeSdkLogging(deps.log);
     this.metrics = createRuntimeMetrics();
@@ -74,10 +80,31 @@ export class Runtime {
     });
     const resumed = await this.pipeline.recover();
     this.#log.info({ url, tenants: this.registry.size, resumed }, "appservice runtime listening");
+    this.#pruneTimer = setInterval(() => void this.pruneInboxes(), INBOX_PRUNE_INTERVAL_MS);
+    this.#pruneTimer.unref();
     return url;
   }
 
+  /** Deletes old handled events and transaction ids of every served tenant. */
+  async pruneInboxes(): Promise<void> {
+    for (const served of this.registry.all()) {
+      const tenantId = served.homeserver.tenantId;
+      try {
+        const pruned = await pruneInbox(
+          this.#db,
+          tenantId,
+          this.#config.runtime.inboxRetentionDays,
+        );
+        if (pruned.events + pruned.transactions > 0)
+          this.#log.info({ tenantId, ...pruned }, "pruned the appservice inbox");
+      } catch (error) {
+        this.#log.warn({ err: error, tenantId }, "could not prune the appservice inbox");
+      }
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.#pruneTimer);
     await this.http.close();
     await this.pipeline.stop();
   }

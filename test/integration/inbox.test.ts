@@ -3,6 +3,7 @@ import {
   acceptTransaction,
   markEvent,
   pendingEvents,
+  pruneInbox,
   type RawEvent,
 } from "../../src/matrix/inbox.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
@@ -243,5 +244,37 @@ describe.each(BACKENDS)("appservice inbox on %s", (kind) => {
     expect(await storedIds(tenantB)).toEqual([shared.event_id]);
     const pendingOfB = await pendingEvents(database.knex, tenantB);
     expect(pendingOfB.map((entry) => entry.tenantId)).toEqual([tenantB]);
+  });
+
+  it("pruning deletes old handled events and transaction ids, never pending events or recent ones", async () => {
+    const oldDone = event();
+    const oldPending = event();
+    const recentDone = event();
+    await acceptTransaction(database.knex, tenantB, "txn-old", [oldDone, oldPending]);
+    await acceptTransaction(database.knex, tenantB, "txn-recent", [recentDone]);
+    await database
+      .knex("inbound_events")
+      .whereIn("event_id", [oldDone.event_id, recentDone.event_id])
+      .update({ status: "done", handled_at: database.knex.fn.now() });
+    await database
+      .knex("inbound_events")
+      .where({ event_id: oldDone.event_id })
+      .update({ handled_at: database.knex.raw("now() - interval '8 days'") });
+    await database
+      .knex("appservice_transactions")
+      .where({ txn_id: "txn-old" })
+      .update({ received_at: database.knex.raw("now() - interval '8 days'") });
+
+    const pruned = await pruneInbox(database.knex, tenantB, 7);
+    expect(pruned).toEqual({ events: 1, transactions: 1 });
+    const left = (await database
+      .knex("inbound_events")
+      .where({ tenant_id: tenantB })
+      .pluck("event_id")) as string[];
+    expect(left).toContain(oldPending.event_id);
+    expect(left).toContain(recentDone.event_id);
+    expect(left).not.toContain(oldDone.event_id);
+    // Pruning one tenant leaves the other's inbox alone.
+    expect((await pruneInbox(database.knex, tenantA, 7)).events).toBe(0);
   });
 });
