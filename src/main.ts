@@ -9,6 +9,7 @@ import type { Config } from "./config/schema.ts";
 import { connectDatabase, type Database } from "./db/connect.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { markdownToHtml } from "./matrix/formatting.ts";
+import { createRuntimeMetrics, observeTurns } from "./matrix/metrics.ts";
 import { MemoryService } from "./memory/service.ts";
 import { buildRegistration, registrationToYaml } from "./matrix/registration.ts";
 import { Runtime, registrationParameters } from "./matrix/runtime.ts";
@@ -103,6 +104,7 @@ export async function createApp(
     agentPrefix: config.runtime.agentPrefix,
   });
   const bot = new BotCommands({ db, commands, render: markdownToHtml, log });
+  const metrics = createRuntimeMetrics();
   const conversations = new Conversations(
     {
       db,
@@ -113,11 +115,19 @@ export async function createApp(
       createProvider,
       render: markdownToHtml,
       log,
+      observe: observeTurns(metrics),
     },
     config.runtime.agentPrefix,
     bot,
   );
-  const runtime = new Runtime({ db, config, log, tenants: tenantRepository, conversations });
+  const runtime = new Runtime({
+    db,
+    config,
+    log,
+    tenants: tenantRepository,
+    conversations,
+    metrics,
+  });
   return {
     config,
     log,

@@ -48,7 +48,21 @@ export interface TurnDependencies {
   readonly createProvider: (agent: Agent, credentials: ModelCredentials) => ModelProvider;
   readonly render: (markdown: string) => string;
   readonly log: Logger;
+  /** Told how each turn ended (metrics); must not throw. */
+  readonly observe?: TurnObserver;
 }
+
+/** Outcome of one turn, for metrics: answered, or failed and why. */
+export interface TurnOutcome {
+  readonly provider: string;
+  readonly outcome: "answered" | "failed";
+  /** The failure kind (a ModelFailure kind, or "no_credentials"); absent when answered. */
+  readonly failure?: string;
+  /** From the model request to the end of the answer. */
+  readonly seconds: number;
+}
+
+export type TurnObserver = (outcome: TurnOutcome) => void;
 
 export interface TurnContext {
   readonly tenantId: TenantId;
@@ -142,6 +156,12 @@ export async function runTurn(
       }),
     );
     log.warn("agent has no model credentials; told the room");
+    deps.observe?.({
+      provider: agent.provider,
+      outcome: "failed",
+      failure: "no_credentials",
+      seconds: 0,
+    });
     return;
   }
 
@@ -165,6 +185,8 @@ export async function runTurn(
     () => void chat.setTyping(agentUserId, message.roomId, true),
     TYPING_REFRESH_MS,
   );
+  const startedAt = performance.now();
+  const elapsedSeconds = (): number => (performance.now() - startedAt) / 1000;
   try {
     const usage = await streamAnswer(deps, context, identity, message, provider, prompt, stream);
     const replyEventId = await stream.finish();
@@ -187,6 +209,7 @@ export async function runTurn(
         usage,
       });
     });
+    deps.observe?.({ provider: agent.provider, outcome: "answered", seconds: elapsedSeconds() });
     if (deps.extractFacts)
       await rememberExtractedFacts(
         deps,
@@ -201,6 +224,12 @@ export async function runTurn(
   } catch (error) {
     if (!isModelFailure(error)) throw error;
     log.warn({ kind: error.kind, err: describeError(error) }, "model call failed");
+    deps.observe?.({
+      provider: agent.provider,
+      outcome: "failed",
+      failure: error.kind,
+      seconds: elapsedSeconds(),
+    });
     await stream.fail(error.message);
     await withTenant(deps.db, tenantId, (trx) =>
       turnLedger.finish(trx, tenantId, message.eventId, agent.id, {

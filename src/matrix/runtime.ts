@@ -9,7 +9,7 @@ import type { TenantRepository } from "../tenants/repository.ts";
 import { EventPipeline } from "./event-pipeline.ts";
 import { pruneInbox } from "./inbox.ts";
 import { buildAppserviceHttp } from "./http.ts";
-import { createRuntimeMetrics, type RuntimeMetrics } from "./metrics.ts";
+import type { RuntimeMetrics } from "./metrics.ts";
 import type { RegistrationParameters } from "./registration.ts";
 import { routeSdkLogging } from "./sdk-logging.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
@@ -22,6 +22,8 @@ export interface RuntimeDependencies {
   readonly log: Logger;
   readonly tenants: TenantRepository;
   readonly conversations: Conversations;
+  /** Created by the composition root so the agents can report into the same registry. */
+  readonly metrics: RuntimeMetrics;
 }
 
 /** The appservice runtime: one HTTP listener, every tenant's transactions, their agents' answers. */
@@ -41,7 +43,7 @@ export class Runtime {
     this.#db = db;
     this.#log = deps.log.child({ module: "runtime" });
     routeSdkLogging(deps.log);
-    this.metrics = createRuntimeMetrics();
+    this.metrics = deps.metrics;
     this.registry = new TenantRegistry(
       db,
       deps.tenants,

@@ -107,6 +107,22 @@ describe("agents on a real homeserver", () => {
       .toBeGreaterThanOrEqual(3);
     const turns = await failedTurns();
     expect(JSON.stringify(turns)).not.toContain("sk-wrong-key-1234");
+
+    // The metrics count turns by outcome and failure kind.
+    const metrics = await (await fetch(`${stack.runtimeUrl}/metrics`)).text();
+    expect(metrics).toMatch(
+      /switchboard_turns_total\{provider="openai",outcome="answered",failure=""\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /switchboard_turns_total\{provider="openai",outcome="failed",failure="unavailable"\} 1/,
+    );
+    expect(metrics).toMatch(
+      /switchboard_turns_total\{provider="openai",outcome="failed",failure="auth"\} 1/,
+    );
+    expect(metrics).toMatch(
+      /switchboard_turns_total\{provider="anthropic",outcome="failed",failure="no_credentials"\} 1/,
+    );
+    expect(metrics).toContain("switchboard_model_turn_seconds_bucket");
   });
 
   it("two agents in one room: each answers what is meant for it, both answer when both are named, and they never answer each other", async () => {
