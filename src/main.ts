@@ -1,4 +1,5 @@
 import { Conversations } from "./agents/conversation.ts";
+import { RoomSizes } from "./agents/room-sizes.ts";
 import { BotCommands } from "./commands/bot.ts";
 import { buildCommands } from "./commands/registry.ts";
 import { testModelKey } from "./models/key-test.ts";
@@ -103,7 +104,8 @@ export async function createApp(
     defaultModel: (provider) => config.models[provider].defaultModel,
     agentPrefix: config.runtime.agentPrefix,
   });
-  const bot = new BotCommands({ db, commands, render: markdownToHtml, log });
+  const roomSizes = new RoomSizes();
+  const bot = new BotCommands({ db, commands, render: markdownToHtml, log, roomSizes });
   const metrics = createRuntimeMetrics();
   const conversations = new Conversations(
     {
@@ -118,6 +120,7 @@ export async function createApp(
       observe: observeTurns(metrics),
     },
     config.runtime.agentPrefix,
+    roomSizes,
     bot,
   );
   const runtime = new Runtime({

@@ -9,6 +9,7 @@ import { agentNameOf, agentUserId } from "./identity.ts";
 import type { ChatGateway, IncomingInvite, IncomingMessage, MembershipChange } from "./ports.ts";
 import { agentRepository } from "./repository.ts";
 import { roomPolicies } from "./room-policies.ts";
+import type { RoomSizes } from "./room-sizes.ts";
 import { chooseResponders } from "./routing.ts";
 import { runTurn, type TurnDependencies } from "./turn.ts";
 import type { AgentIdentity } from "./types.ts";
@@ -30,10 +31,6 @@ export interface BotHandler {
   handle(context: TenantContext, message: IncomingMessage): Promise<boolean>;
 }
 
-/** Rooms with at most this many joined members are treated as DMs. */
-const DIRECT_ROOM_MAX_MEMBERS = 2;
-const MEMBER_COUNT_CACHE_MS = 60_000;
-
 /**
  * Handles a tenant's room events for its agents: invitations, membership,
  * and messages (recorded in history, routed, answered). Called in room order
@@ -43,12 +40,12 @@ export class Conversations {
   readonly #deps: TurnDependencies;
   readonly #agentPrefix: string;
   readonly #log: Logger;
-  readonly #memberCounts = new Map<string, { count: number; at: number }>();
-
+  readonly #roomSizes: RoomSizes;
   readonly #bot: BotHandler | undefined;
 
-  constructor(deps: TurnDependencies, agentPrefix: string, bot?: BotHandler) {
+  constructor(deps: TurnDependencies, agentPrefix: string, roomSizes: RoomSizes, bot?: BotHandler) {
     this.#deps = deps;
+    this.#roomSizes = roomSizes;
     this.#bot = bot;
     this.#agentPrefix = agentPrefix;
     this.#log = deps.log.child({ module: "conversations" });
@@ -91,7 +88,7 @@ export class Conversations {
   }
 
   async handleMembership(context: TenantContext, change: MembershipChange): Promise<void> {
-    this.#memberCounts.delete(`${context.tenant.id}/${change.roomId}`);
+    this.#roomSizes.forget(context.tenant.id, change.roomId);
     if (
       change.userId === context.botUserId &&
       (change.membership === "leave" || change.membership === "ban")
@@ -165,8 +162,12 @@ export class Conversations {
     }));
     const isDirect =
       prepared.flaggedDirect ||
-      (await this.#memberCount(context, identities[0] as AgentIdentity, message.roomId)) <=
-        DIRECT_ROOM_MAX_MEMBERS;
+      (await this.#roomSizes.isDirect(
+        context.chat,
+        (identities[0] as AgentIdentity).userId,
+        tenant.id,
+        message.roomId,
+      ));
     const responders = chooseResponders({
       message,
       agents: identities,
@@ -201,18 +202,5 @@ export class Conversations {
       userId === context.botUserId ||
       agentNameOf(this.#agentPrefix, userId, context.serverName) !== null
     );
-  }
-
-  async #memberCount(
-    context: TenantContext,
-    asAgent: AgentIdentity,
-    roomId: RoomId,
-  ): Promise<number> {
-    const key = `${context.tenant.id}/${roomId}`;
-    const cached = this.#memberCounts.get(key);
-    if (cached !== undefined && Date.now() - cached.at < MEMBER_COUNT_CACHE_MS) return cached.count;
-    const count = await context.chat.joinedMemberCount(asAgent.userId, roomId);
-    this.#memberCounts.set(key, { count, at: Date.now() });
-    return count;
   }
 }

@@ -1,6 +1,7 @@
 import type { AgentId, MatrixUserId } from "../shared/ids.ts";
 import type { IncomingMessage } from "./ports.ts";
 import type { AgentIdentity, RoomTriggerPolicy, TriggerPolicy } from "./types.ts";
+import { escapeRegex } from "../shared/text.ts";
 
 export interface RoutingInput {
   readonly message: IncomingMessage;
@@ -11,10 +12,6 @@ export interface RoutingInput {
   readonly repliedToSender: MatrixUserId | null;
   /** This room's overrides of agents' trigger policies. */
   readonly roomPolicies?: ReadonlyMap<AgentId, RoomTriggerPolicy>;
-}
-
-function escapeRegex(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** Whether the text names the agent: its Matrix ID, display name or name, as a whole word. */

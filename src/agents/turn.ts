@@ -169,8 +169,8 @@ export async function runTurn(
     agent,
     agentUserId,
     isDirect: context.isDirect,
-    history: history,
-    facts: facts,
+    history,
+    facts,
     current: {
       sender: message.sender,
       platform: context.platform,

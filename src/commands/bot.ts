@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import type { BotHandler, TenantContext } from "../agents/conversation.ts";
+import type { RoomSizes } from "../agents/room-sizes.ts";
 import type { IncomingMessage } from "../agents/ports.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { isModelFailure } from "../models/failure.ts";
@@ -7,20 +8,21 @@ import { describeError, isAppError } from "../shared/errors.ts";
 import type { EventId, RoomId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import { tenantAdmins } from "../tenants/admins.ts";
+import { escapeRegex } from "../shared/text.ts";
 import { usageOf } from "./help.ts";
 import { parseCommand } from "./parser.ts";
 import type { AnyCommand, CommandContext, CommandReply } from "./types.ts";
 
 /** Ways to address the bot in a room that is not its DM. */
 const COMMAND_PREFIXES = ["!switchboard", "!sb"];
-/** Rooms with at most this many members are the bot's DMs with one person. */
-const DIRECT_ROOM_MAX_MEMBERS = 2;
 
 export interface BotDependencies {
   readonly db: Knex;
   readonly commands: readonly AnyCommand[];
   readonly render: (markdown: string) => string;
   readonly log: Logger;
+  /** Shared with the agents, so a room's size is asked of the homeserver once. */
+  readonly roomSizes: RoomSizes;
 }
 
 /**
@@ -78,23 +80,28 @@ export class BotCommands implements BotHandler {
     const management =
       room.is_direct ||
       (addressed === null &&
-        (await context.chat.joinedMemberCount(context.botUserId, message.roomId)) <=
-          DIRECT_ROOM_MAX_MEMBERS);
+        (await this.#deps.roomSizes.isDirect(
+          context.chat,
+          context.botUserId,
+          context.tenant.id,
+          message.roomId,
+        )));
     if (addressed === null && !management) return false;
     const text = addressed ?? message.body.trim();
 
-    const started = await withTenant(this.#deps.db, context.tenant.id, async (trx) => {
+    // One transaction: claim the command in the ledger and learn whether the sender is an admin.
+    const { started, isAdmin } = await withTenant(this.#deps.db, context.tenant.id, async (trx) => {
       await trx("command_runs")
         .insert({ tenant_id: context.tenant.id, event_id: message.eventId, status: "started" })
         .onConflict(["tenant_id", "event_id"])
         .ignore();
-      return (
-        (
-          (await trx("command_runs").where({ event_id: message.eventId }).first("status")) as {
-            status: string;
-          }
-        ).status === "started"
-      );
+      const run = (await trx("command_runs")
+        .where({ event_id: message.eventId })
+        .first("status")) as { status: string };
+      return {
+        started: run.status === "started",
+        isAdmin: await tenantAdmins.isAdmin(trx, message.sender),
+      };
     });
     if (!started) return true;
 
@@ -107,9 +114,6 @@ export class BotCommands implements BotHandler {
     let warning = "";
     if (carriesSecret) warning = await this.#redact(context, message);
 
-    const isAdmin = await withTenant(this.#deps.db, context.tenant.id, (trx) =>
-      tenantAdmins.isAdmin(trx, message.sender),
-    );
     const reply = await this.#run(context, message, parsed, isAdmin);
     await this.#deliver(
       context,
@@ -292,8 +296,4 @@ export class BotCommands implements BotHandler {
     if (address.test(body)) return body.replace(address, "").trim();
     return mentioned ? body : null;
   }
-}
-
-function escapeRegex(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

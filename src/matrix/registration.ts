@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { AppServiceRegistration } from "matrix-appservice-bridge";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import type { TenantHomeserver } from "../tenants/types.ts";
+import { escapeRegex } from "../shared/text.ts";
 
 const TEMPLATE_PATH = fileURLToPath(
   new URL("../../appservice/registration.template.yaml", import.meta.url),
@@ -30,10 +31,6 @@ export interface RegistrationDocument {
     aliases?: { exclusive: boolean; regex: string }[];
     rooms?: { exclusive: boolean; regex: string }[];
   };
-}
-
-function escapeRegex(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 function fill(value: unknown, placeholders: Readonly<Record<string, string>>): unknown {

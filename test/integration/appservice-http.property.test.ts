@@ -1,16 +1,9 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config/load.ts";
-import { createApp, type App } from "../../src/main.ts";
-import { createLogger } from "../../src/shared/logger.ts";
+import type { App } from "../../src/main.ts";
 import type { TenantHomeserver } from "../../src/tenants/types.ts";
+import { startAppserviceApp } from "../support/appservice-app.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
-
-const config = parseConfig(
-  JSON.stringify({ secrets: { masterKeys: { t: Buffer.alloc(32, 3).toString("base64") } } }),
-  {},
-  "test",
-);
 
 /** Room events whose fields are anything at all: the runtime must store or drop them, never fail. */
 const hostileEvent = fc.record(
@@ -53,17 +46,7 @@ describe("appservice endpoint under hostile input (PGlite)", () => {
 
   beforeAll(async () => {
     database = await createTestDatabase("pglite");
-    app = await createApp(config, {
-      database,
-      log: createLogger({ level: "silent", pretty: false }),
-    });
-    ({ homeserver } = await app.tenants.create({
-      slug: "acme",
-      name: "Acme",
-      serverName: "acme.test",
-      homeserverUrl: "http://127.0.0.1:9",
-    }));
-    await app.runtime.http.ready();
+    ({ app, homeserver } = await startAppserviceApp(database));
   });
 
   afterAll(async () => {

@@ -1,18 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config/load.ts";
-import { createApp, type App } from "../../src/main.ts";
-import { createLogger } from "../../src/shared/logger.ts";
+import type { App } from "../../src/main.ts";
 import type { TenantHomeserver } from "../../src/tenants/types.ts";
+import { startAppserviceApp } from "../support/appservice-app.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
-
-const config = parseConfig(
-  JSON.stringify({
-    secrets: { masterKeys: { t: Buffer.alloc(32, 1).toString("base64") } },
-    runtime: { maxTransactionBytes: 70_000 },
-  }),
-  {},
-  "test",
-);
 
 describe.each(BACKENDS)("appservice HTTP endpoint on %s", (kind) => {
   let database: TestDatabase;
@@ -39,19 +29,8 @@ describe.each(BACKENDS)("appservice HTTP endpoint on %s", (kind) => {
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
-    app = await createApp(config, {
-      database,
-      log: createLogger({ level: "silent", pretty: false }),
-    });
-    // The homeserver is never contacted here: no room has agents, so events are recorded and ignored.
-    ({ homeserver } = await app.tenants.create({
-      slug: "acme",
-      name: "Acme",
-      serverName: "acme.test",
-      homeserverUrl: "http://127.0.0.1:9",
-    }));
+    ({ app, homeserver } = await startAppserviceApp(database, { maxTransactionBytes: 70_000 }));
     base = `/tenants/${homeserver.tenantId}`;
-    await app.runtime.http.ready();
   });
 
   afterAll(async () => {
