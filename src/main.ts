@@ -136,7 +136,7 @@ export async function createApp(
     log,
     database,
     cipher,
-    tenants: new TenantService(db, tenantRepository),
+    tenants: new TenantService(db, tenantRepository, config.defaultPlan),
     tenantRepository,
     agents,
     providerKeys,

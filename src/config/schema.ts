@@ -22,127 +22,236 @@ const keyId = z.string().regex(/^[a-zA-Z0-9_-]{1,32}$/, "must be 1-32 letters, d
 export const ModelProviderName = z.enum(["openai", "anthropic"]);
 export type ModelProviderName = z.infer<typeof ModelProviderName>;
 
-export const ConfigSchema = z.strictObject({
-  /** Where the embedded mode keeps PGlite, homeserver data, the generated master key and demo.json. */
-  dataDir: z.string().min(1).default("data"),
-  log: z
-    .strictObject({
-      level: logLevel.default("info"),
-      pretty: z.boolean().default(false),
-    })
-    .prefault({}),
-  database: z
-    .strictObject({
-      /** PostgreSQL connection string; when absent, embedded PGlite is used. */
-      url: z
-        .string()
-        .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
-        .optional(),
-      /** PGlite data directory; defaults to <dataDir>/pglite. */
-      pgliteDir: z.string().min(1).optional(),
-      poolMax: z.number().int().min(1).max(200).default(10),
-    })
-    .prefault({}),
-  secrets: z
-    .strictObject({
-      /**
-       * Master keys for encrypting secrets at rest, by key id. The active key
-       * encrypts; every listed key decrypts (rotation). When empty, the
-       * embedded mode generates one in <dataDir>/master-keys.json.
-       */
-      masterKeys: z.record(keyId, masterKey).default({}),
-      activeKeyId: keyId.optional(),
-    })
-    // Caught here so that `config check` finds it, not the first start.
-    .refine(
-      (secrets) =>
-        secrets.activeKeyId === undefined || Object.hasOwn(secrets.masterKeys, secrets.activeKeyId),
-      { message: "must name one of secrets.masterKeys", path: ["activeKeyId"] },
-    )
-    .prefault({}),
-  runtime: z
-    .strictObject({
-      /** Where the appservice HTTP listener binds. */
-      host: z.string().min(1).default("127.0.0.1"),
-      port: port.default(9000),
-      /** The base URL homeservers use to reach the runtime; defaults to http://host:port. */
-      publicUrl: httpUrl.optional(),
-      /** Agents appear as @<agentPrefix><name>:<server>. */
-      agentPrefix: z
-        .string()
-        .regex(/^[a-z0-9._=-]{1,16}$/, "must be 1-16 lowercase Matrix localpart characters")
-        .default("ai_"),
-      /** Localpart of the service's bot user (the appservice sender). */
-      botLocalpart: z
-        .string()
-        .regex(/^[a-z0-9._=-]{1,64}$/, "must be a lowercase Matrix localpart")
-        .default("switchboard"),
-      /** Minimum gap between streamed edits of one answer. */
-      editThrottleMs: z.number().int().min(100).max(10_000).default(700),
-      /** Incoming message bodies longer than this are cut before they reach a model. */
-      maxInputChars: z.number().int().min(100).max(200_000).default(16_000),
-      /** How long activity updates are gathered before they are saved (matrix-appservice-bridge debounce). */
-      activitySaveDelayMs: z.number().int().min(10).max(3_600_000).default(60_000),
-      /** Handled events and transaction ids are deleted after this many days. */
-      inboxRetentionDays: z.number().int().min(1).max(365).default(7),
-      /** Largest appservice transaction body accepted. */
-      maxTransactionBytes: z
-        .number()
-        .int()
-        .min(65_536)
-        .default(32 * 1024 * 1024),
-    })
-    .prefault({}),
-  models: z
-    .strictObject({
-      defaultProvider: ModelProviderName.optional(),
-      timeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
-      maxRetries: z.number().int().min(0).max(5).default(2),
-      openai: z
-        .strictObject({
-          baseUrl: httpUrl.default("https://api.openai.com/v1"),
-          /** The operator's managed key. */
-          apiKey: z.string().min(1).optional(),
-          defaultModel: z.string().min(1).default("gpt-4o-mini"),
-        })
-        .prefault({}),
-      anthropic: z
-        .strictObject({
-          baseUrl: httpUrl.optional(),
-          apiKey: z.string().min(1).optional(),
-          defaultModel: z.string().min(1).default("claude-sonnet-4-5"),
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  memory: z
-    .strictObject({
-      /** After each answered turn, ask the model which facts the person stated (one more model call per turn). */
-      extractFacts: z.boolean().default(false),
-    })
-    .prefault({}),
-  synapse: z
-    .strictObject({
-      /** The Synapse chroot made by synapse/install.sh; a cache shared by all checkouts. */
-      chrootDir: z.string().min(1).default("/var/cache/switchboard/synapse-chroot-v1"),
-    })
-    .prefault({}),
-  embedded: z
-    .strictObject({
-      /** server_name of the local homeserver that `switchboard start` runs. */
-      serverName: z.string().min(1).default("localhost"),
-      port: port.default(8008),
-      /** Matrix account created for the person trying the service. */
-      adminLocalpart: z
-        .string()
-        .regex(/^[a-z0-9._=-]{1,64}$/)
-        .default("admin"),
-      demoAgentName: z
-        .string()
-        .regex(/^[a-z0-9._=-]{1,32}$/)
-        .default("ada"),
-    })
-    .prefault({}),
+/** A plan's limits; null means unlimited. */
+export const PlanSchema = z.strictObject({
+  name: z.string().min(1).max(64),
+  agents: z.number().int().min(0).nullable(),
+  messagesPerDay: z.number().int().min(0).nullable(),
+  /** Tokens per month on the operator's managed model key. */
+  managedTokensPerMonth: z.number().int().min(0).nullable(),
+  storageGb: z.number().min(0).nullable(),
+  /** Whether the tenant must bring its own model key. */
+  requiresOwnKey: z.boolean().default(false),
 });
+export type Plan = z.infer<typeof PlanSchema>;
+
+const DEFAULT_PLANS: Record<string, Plan> = {
+  free: {
+    name: "Free",
+    agents: 1,
+    messagesPerDay: 100,
+    managedTokensPerMonth: 200_000,
+    storageGb: 1,
+    requiresOwnKey: false,
+  },
+  starter: {
+    name: "Starter",
+    agents: 3,
+    messagesPerDay: 1_000,
+    managedTokensPerMonth: 2_000_000,
+    storageGb: 10,
+    requiresOwnKey: false,
+  },
+  pro: {
+    name: "Professional",
+    agents: 10,
+    messagesPerDay: 10_000,
+    managedTokensPerMonth: 20_000_000,
+    storageGb: 100,
+    requiresOwnKey: false,
+  },
+  enterprise: {
+    name: "Enterprise",
+    agents: null,
+    messagesPerDay: null,
+    managedTokensPerMonth: null,
+    storageGb: null,
+    requiresOwnKey: false,
+  },
+};
+
+export const ConfigSchema = z
+  .strictObject({
+    /** Where the embedded mode keeps PGlite, homeserver data, the generated master key and demo.json. */
+    dataDir: z.string().min(1).default("data"),
+    log: z
+      .strictObject({
+        level: logLevel.default("info"),
+        pretty: z.boolean().default(false),
+      })
+      .prefault({}),
+    database: z
+      .strictObject({
+        /** PostgreSQL connection string; when absent, embedded PGlite is used. */
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+          .optional(),
+        /** PGlite data directory; defaults to <dataDir>/pglite. */
+        pgliteDir: z.string().min(1).optional(),
+        poolMax: z.number().int().min(1).max(200).default(10),
+      })
+      .prefault({}),
+    secrets: z
+      .strictObject({
+        /**
+         * Master keys for encrypting secrets at rest, by key id. The active key
+         * encrypts; every listed key decrypts (rotation). When empty, the
+         * embedded mode generates one in <dataDir>/master-keys.json.
+         */
+        masterKeys: z.record(keyId, masterKey).default({}),
+        activeKeyId: keyId.optional(),
+      })
+      // Caught here so that `config check` finds it, not the first start.
+      .refine(
+        (secrets) =>
+          secrets.activeKeyId === undefined ||
+          Object.hasOwn(secrets.masterKeys, secrets.activeKeyId),
+        { message: "must name one of secrets.masterKeys", path: ["activeKeyId"] },
+      )
+      .prefault({}),
+    runtime: z
+      .strictObject({
+        /** Where the appservice HTTP listener binds. */
+        host: z.string().min(1).default("127.0.0.1"),
+        port: port.default(9000),
+        /** The base URL homeservers use to reach the runtime; defaults to http://host:port. */
+        publicUrl: httpUrl.optional(),
+        /** Agents appear as @<agentPrefix><name>:<server>. */
+        agentPrefix: z
+          .string()
+          .regex(/^[a-z0-9._=-]{1,16}$/, "must be 1-16 lowercase Matrix localpart characters")
+          .default("ai_"),
+        /** Localpart of the service's bot user (the appservice sender). */
+        botLocalpart: z
+          .string()
+          .regex(/^[a-z0-9._=-]{1,64}$/, "must be a lowercase Matrix localpart")
+          .default("switchboard"),
+        /** Minimum gap between streamed edits of one answer. */
+        editThrottleMs: z.number().int().min(100).max(10_000).default(700),
+        /** Incoming message bodies longer than this are cut before they reach a model. */
+        maxInputChars: z.number().int().min(100).max(200_000).default(16_000),
+        /** How long activity updates are gathered before they are saved (matrix-appservice-bridge debounce). */
+        activitySaveDelayMs: z.number().int().min(10).max(3_600_000).default(60_000),
+        /** Handled events and transaction ids are deleted after this many days. */
+        inboxRetentionDays: z.number().int().min(1).max(365).default(7),
+        /** Largest appservice transaction body accepted. */
+        maxTransactionBytes: z
+          .number()
+          .int()
+          .min(65_536)
+          .default(32 * 1024 * 1024),
+      })
+      .prefault({}),
+    models: z
+      .strictObject({
+        defaultProvider: ModelProviderName.optional(),
+        timeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
+        maxRetries: z.number().int().min(0).max(5).default(2),
+        openai: z
+          .strictObject({
+            baseUrl: httpUrl.default("https://api.openai.com/v1"),
+            /** The operator's managed key. */
+            apiKey: z.string().min(1).optional(),
+            defaultModel: z.string().min(1).default("gpt-4o-mini"),
+          })
+          .prefault({}),
+        anthropic: z
+          .strictObject({
+            baseUrl: httpUrl.optional(),
+            apiKey: z.string().min(1).optional(),
+            defaultModel: z.string().min(1).default("claude-sonnet-4-5"),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    memory: z
+      .strictObject({
+        /** After each answered turn, ask the model which facts the person stated (one more model call per turn). */
+        extractFacts: z.boolean().default(false),
+      })
+      .prefault({}),
+    portal: z
+      .strictObject({
+        /** Where the portal (pages, JSON API, webhooks) listens. */
+        host: z.string().min(1).default("127.0.0.1"),
+        port: port.default(8080),
+        /** The portal's public base URL (links in mails); defaults to http://host:port. */
+        publicUrl: httpUrl.optional(),
+        /** Tenant homeservers are named <slug>.<baseDomain>. */
+        baseDomain: z
+          .string()
+          .regex(/^[a-z0-9.-]+$/, "must be a lowercase domain name")
+          .max(200)
+          .default("localhost"),
+        /** How the runtime reaches a new tenant's homeserver until the provisioner sets its address; {serverName} is replaced. */
+        homeserverUrlTemplate: z
+          .string()
+          .regex(/^https?:\/\/.*\{serverName\}/, "must be an http(s) URL containing {serverName}")
+          .default("https://{serverName}"),
+        /** Whether anyone may sign up (closed: operators invite by tenant membership only). */
+        signup: z.enum(["open", "closed"]).default("open"),
+        /** A session ends after this many days without use. */
+        sessionIdleDays: z.number().int().min(1).max(365).default(14),
+        /** Set when a reverse proxy terminates TLS in front of the portal (X-Forwarded-* is trusted). */
+        trustProxy: z.boolean().default(false),
+        /** Attempts per client address per minute on login, sign-up and password reset. */
+        authAttemptsPerMinute: z.number().int().min(1).max(10_000).default(10),
+        /** Requests per API token or session per minute on the JSON API. */
+        apiRequestsPerMinute: z.number().int().min(1).max(1_000_000).default(1_200),
+        /** A deleted tenant's data is kept this long (it can be restored by an operator), then erased. */
+        deletionRetentionDays: z.number().int().min(0).max(3650).default(30),
+        maxAvatarBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(20 * 1024 * 1024)
+          .default(1024 * 1024),
+        mail: z
+          .strictObject({
+            /** smtp:// or smtps:// URL; without it, mails go to <dataDir>/outbox and the local outbox page. */
+            smtpUrl: z
+              .string()
+              .regex(/^smtps?:\/\//, "must be an smtp:// or smtps:// URL")
+              .optional(),
+            from: z.string().min(3).max(200).default("Switchboard <noreply@localhost>"),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    /** Plans by id: their limits (null: unlimited). Billing maps them to prices. */
+    plans: z
+      .record(z.string().regex(/^[a-z0-9-]{1,32}$/, "must be a lowercase plan id"), PlanSchema)
+      .default(DEFAULT_PLANS)
+      .refine((plans) => Object.keys(plans).length > 0, "must define at least one plan"),
+    /** The plan a new tenant starts on; must be one of plans. */
+    defaultPlan: z.string().default("free"),
+    synapse: z
+      .strictObject({
+        /** The Synapse chroot made by synapse/install.sh; a cache shared by all checkouts. */
+        chrootDir: z.string().min(1).default("/var/cache/switchboard/synapse-chroot-v1"),
+      })
+      .prefault({}),
+    embedded: z
+      .strictObject({
+        /** server_name of the local homeserver that `switchboard start` runs. */
+        serverName: z.string().min(1).default("localhost"),
+        port: port.default(8008),
+        /** Matrix account created for the person trying the service. */
+        adminLocalpart: z
+          .string()
+          .regex(/^[a-z0-9._=-]{1,64}$/)
+          .default("admin"),
+        demoAgentName: z
+          .string()
+          .regex(/^[a-z0-9._=-]{1,32}$/)
+          .default("ada"),
+      })
+      .prefault({}),
+  })
+  .refine((config) => Object.hasOwn(config.plans, config.defaultPlan), {
+    message: "must name one of plans",
+    path: ["defaultPlan"],
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -8,6 +8,8 @@ interface TenantRow {
   slug: string;
   name: string;
   status: TenantStatus;
+  plan: string;
+  delete_after: Date | null;
   created_at: Date;
 }
 
@@ -27,6 +29,8 @@ function toTenant(row: TenantRow): Tenant {
     slug: row.slug,
     name: row.name,
     status: row.status,
+    plan: row.plan,
+    deleteAfter: row.delete_after === null ? null : new Date(row.delete_after),
     createdAt: new Date(row.created_at),
   };
 }
@@ -42,7 +46,10 @@ export class TenantRepository {
     this.#cipher = cipher;
   }
 
-  async insertTenant(db: Knex, tenant: { slug: string; name: string }): Promise<Tenant> {
+  async insertTenant(
+    db: Knex,
+    tenant: { slug: string; name: string; plan: string; status: TenantStatus },
+  ): Promise<Tenant> {
     const [row] = (await db("tenants").insert(tenant).returning("*")) as TenantRow[];
     return toTenant(row as TenantRow);
   }

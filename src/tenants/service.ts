@@ -8,7 +8,7 @@ import { badRequest, conflict, notFound } from "../shared/errors.ts";
 import { isMatrixUserId, type TenantId } from "../shared/ids.ts";
 import { tenantAdmins, type AdminSource } from "./admins.ts";
 import type { TenantRepository } from "./repository.ts";
-import type { Tenant, TenantHomeserver } from "./types.ts";
+import type { Tenant, TenantHomeserver, TenantStatus } from "./types.ts";
 
 export const NewTenantSchema = z.strictObject({
   slug: z
@@ -28,17 +28,29 @@ export const NewTenantSchema = z.strictObject({
 });
 export type NewTenant = z.input<typeof NewTenantSchema>;
 
+/** How a tenant starts: decided by the caller (CLI, portal), never by user input. */
+export interface TenantStart {
+  /** `active` when the homeserver already exists (CLI, embedded); `provisioning` when the provisioner must make it. */
+  readonly status: TenantStatus;
+  readonly plan?: string;
+}
+
 /** Creating tenants and their homeserver records (tokens generated here, stored encrypted). */
 export class TenantService {
   readonly #db: Knex;
   readonly #tenants: TenantRepository;
+  readonly #defaultPlan: string;
 
-  constructor(db: Knex, tenants: TenantRepository) {
+  constructor(db: Knex, tenants: TenantRepository, defaultPlan: string) {
     this.#db = db;
     this.#tenants = tenants;
+    this.#defaultPlan = defaultPlan;
   }
 
-  async create(input: NewTenant): Promise<{ tenant: Tenant; homeserver: TenantHomeserver }> {
+  async create(
+    input: NewTenant,
+    start: TenantStart = { status: "active" },
+  ): Promise<{ tenant: Tenant; homeserver: TenantHomeserver }> {
     const { slug, name, serverName, homeserverUrl } = parseOrThrow(NewTenantSchema, input);
     return withSystemTransaction(this.#db, async (trx) => {
       if ((await this.#tenants.findBySlug(trx, slug)) !== undefined)
@@ -46,7 +58,12 @@ export class TenantService {
       const taken: unknown = await trx("homeservers").where({ server_name: serverName }).first();
       if (taken !== undefined)
         throw conflict(`server name "${serverName}" is already used by another tenant`);
-      const tenant = await this.#tenants.insertTenant(trx, { slug, name });
+      const tenant = await this.#tenants.insertTenant(trx, {
+        slug,
+        name,
+        plan: start.plan ?? this.#defaultPlan,
+        status: start.status,
+      });
       const hsToken = generateToken();
       const homeserver: TenantHomeserver = {
         tenantId: tenant.id,

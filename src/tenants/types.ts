@@ -1,6 +1,7 @@
 import type { TenantId } from "../shared/ids.ts";
 
-export type TenantStatus = "active" | "suspended";
+/** provisioning: its homeserver is being set up; active: running; suspended: agents stopped, data kept. */
+export type TenantStatus = "provisioning" | "active" | "suspended";
 
 export interface Tenant {
   readonly id: TenantId;
@@ -8,6 +9,10 @@ export interface Tenant {
   readonly slug: string;
   readonly name: string;
   readonly status: TenantStatus;
+  /** A plan id from config.plans. */
+  readonly plan: string;
+  /** Set once deletion was requested: the data is erased after this time. */
+  readonly deleteAfter: Date | null;
   readonly createdAt: Date;
 }
 

@@ -59,7 +59,7 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     // Wired as src/main.ts wires them, with a config parsed the real way.
     const config = parseConfig("", { SWITCHBOARD_MASTER_KEY: `test:${MASTER_KEY}` });
     cipher = new SecretCipher(config.secrets.masterKeys, config.secrets.activeKeyId ?? "test");
-    tenants = new TenantService(database.knex, new TenantRepository(cipher));
+    tenants = new TenantService(database.knex, new TenantRepository(cipher), "free");
     agents = new AgentService(database.knex, config.models);
     providerKeys = new ProviderKeys(database.knex, cipher);
   });
