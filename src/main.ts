@@ -24,6 +24,12 @@ import { TenantRepository } from "./tenants/repository.ts";
 import { TenantService } from "./tenants/service.ts";
 import type { TenantHomeserver } from "./tenants/types.ts";
 import { join } from "node:path";
+import { createMailer } from "./accounts/mailer.ts";
+import { AccountService } from "./accounts/service.ts";
+import { SessionStore } from "./portal/auth/sessions.ts";
+import { outboxDir } from "./portal/outbox.ts";
+import { Portal } from "./portal/portal.ts";
+import { ApiTokens } from "./tenants/api-tokens.ts";
 
 /** A key test is one tiny call; it should not keep an admin waiting long. */
 const KEY_TEST_TIMEOUT_MS = 15_000;
@@ -47,6 +53,10 @@ export interface App {
   readonly providerKeys: ProviderKeys;
   readonly memory: MemoryService;
   readonly runtime: Runtime;
+  readonly accounts: AccountService;
+  readonly apiTokens: ApiTokens;
+  /** The web portal and JSON API (built on first use; `start()` listens). */
+  readonly portal: Portal;
   /** The appservice registration YAML for a tenant's homeserver. */
   registrationYaml(homeserver: TenantHomeserver): string;
   close(): Promise<void>;
@@ -131,20 +141,53 @@ export async function createApp(
     conversations,
     metrics,
   });
+  const tenants = new TenantService(db, tenantRepository, config.defaultPlan);
+  const portalUrl = (
+    config.portal.publicUrl ?? `http://${config.portal.host}:${String(config.portal.port)}`
+  ).replace(/\/+$/, "");
+  const mailer = createMailer({
+    smtpUrl: config.portal.mail.smtpUrl,
+    from: config.portal.mail.from,
+    outboxDir: outboxDir(config),
+    log,
+  });
+  const accounts = new AccountService(db, mailer, { publicUrl: portalUrl, log });
+  const apiTokens = new ApiTokens(db);
+  const portal = new Portal({
+    config,
+    log,
+    db,
+    cipher,
+    mailer,
+    accounts,
+    sessions: new SessionStore(db, config.portal.sessionIdleDays),
+    apiTokens,
+    tenants,
+    tenantRepository,
+    agents,
+    providerKeys,
+    memory,
+    metricsRegistries: [metrics.registry],
+    publicUrl: portalUrl,
+  });
   return {
     config,
     log,
     database,
     cipher,
-    tenants: new TenantService(db, tenantRepository, config.defaultPlan),
+    tenants,
     tenantRepository,
     agents,
     providerKeys,
     memory,
     runtime,
+    accounts,
+    apiTokens,
+    portal,
     registrationYaml: (homeserver) =>
       registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {
+      await portal.stop();
       await runtime.stop();
       if (overrides.database === undefined) await database.close();
     },

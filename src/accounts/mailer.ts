@@ -38,7 +38,7 @@ export interface OutboxMail {
 
 export interface MailerOptions {
   /** e.g. `smtps://user:pass@smtp.example.com`; without it mail goes to the outbox. */
-  smtpUrl?: string;
+  smtpUrl?: string | undefined;
   from: string;
   outboxDir: string;
   log: Logger;

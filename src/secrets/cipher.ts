@@ -2,6 +2,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
+  createHmac,
   randomBytes,
   timingSafeEqual,
 } from "node:crypto";
@@ -96,6 +97,16 @@ export class SecretCipher {
         { cause: error },
       );
     }
+  }
+
+  /**
+   * A key for one purpose (e.g. "csrf"), derived from the active master key so
+   * that no other secret needs configuring and keys for different purposes
+   * are unrelated. Rotating the master key changes it.
+   */
+  deriveKey(purpose: string): Buffer {
+    const key = this.#keys.get(this.#activeKeyId) as Buffer;
+    return createHmac("sha256", key).update(`switchboard:${purpose}`).digest();
   }
 
   /** True when the value was encrypted under a key other than the active one. */
