@@ -1,8 +1,8 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyRequest } from "fastify";
 import { z } from "zod";
 import { readOutbox, readOutboxMail } from "../../accounts/mailer.ts";
-import { isAppError } from "../../shared/errors.ts";
 import { authRateLimit } from "../api/rate-limits.ts";
+import { FormBody, formAction } from "../forms.ts";
 import { outboxDir } from "../outbox.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 
@@ -18,35 +18,16 @@ function isLoopback(request: FastifyRequest): boolean {
   return ["127.0.0.1", "::1", "::ffff:127.0.0.1"].includes(request.socket.remoteAddress ?? "");
 }
 
-/**
- * Runs a form's action; a 4xx AppError re-renders the form with the message
- * and what the person typed (never the password), with the error's status.
- */
-async function formAction(
-  reply: FastifyReply,
-  template: string,
-  data: Record<string, unknown>,
-  action: () => Promise<FastifyReply>,
-): Promise<FastifyReply> {
-  try {
-    return await action();
-  } catch (error) {
-    if (!isAppError(error) || error.httpStatus >= 500) throw error;
-    return reply.page(template, { ...data, error: error.message }, error.httpStatus);
-  }
-}
-
 /** Sign-up, email verification, login, logout, password reset and the local outbox. */
 export function accountPages(app: PortalApp, deps: PortalDeps): void {
   const limit = authRateLimit(deps);
-  const Form = z.record(z.string(), z.string().max(1024));
 
   app.get("/signup", async (_request, reply) =>
     reply.page("signup", { title: "Sign up", email: "", displayName: "" }),
   );
   app.post(
     "/signup",
-    { config: { rateLimit: limit }, schema: { body: Form } },
+    { config: { rateLimit: limit }, schema: { body: FormBody } },
     async (request, reply) => {
       const { email = "", password = "", displayName = "" } = request.body;
       if (deps.config.portal.signup === "closed")
@@ -85,7 +66,7 @@ export function accountPages(app: PortalApp, deps: PortalDeps): void {
   );
   app.post(
     "/login",
-    { config: { rateLimit: limit }, schema: { body: Form } },
+    { config: { rateLimit: limit }, schema: { body: FormBody } },
     async (request, reply) => {
       const { email = "", password = "", next } = request.body;
       return formAction(
@@ -114,7 +95,7 @@ export function accountPages(app: PortalApp, deps: PortalDeps): void {
   );
   app.post(
     "/reset",
-    { config: { rateLimit: limit }, schema: { body: Form } },
+    { config: { rateLimit: limit }, schema: { body: FormBody } },
     async (request, reply) => {
       const { email = "" } = request.body;
       return formAction(reply, "reset", { title: "Reset your password", email }, async () => {
@@ -128,7 +109,7 @@ export function accountPages(app: PortalApp, deps: PortalDeps): void {
   );
   app.post(
     "/reset/confirm",
-    { config: { rateLimit: limit }, schema: { body: Form } },
+    { config: { rateLimit: limit }, schema: { body: FormBody } },
     async (request, reply) => {
       const { token = "", password = "" } = request.body;
       return formAction(
