@@ -5,6 +5,7 @@ import * as m003 from "./003_memory_indexes.ts";
 import * as m004 from "./004_user_activity.ts";
 import * as m005 from "./005_chat_admin.ts";
 import * as m006 from "./006_portal.ts";
+import * as m007 from "./007_members.ts";
 
 interface Migration {
   readonly name: string;
@@ -22,4 +23,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "004_user_activity", up: m004.up },
   { name: "005_chat_admin", up: m005.up },
   { name: "006_portal", up: m006.up },
+  { name: "007_members", up: m007.up },
 ];
