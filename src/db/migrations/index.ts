@@ -6,6 +6,7 @@ import * as m004 from "./004_user_activity.ts";
 import * as m005 from "./005_chat_admin.ts";
 import * as m006 from "./006_portal.ts";
 import * as m007 from "./007_members.ts";
+import * as m008 from "./008_tenant_deletion.ts";
 import * as m009 from "./009_audit_keyset.ts";
 
 interface Migration {
@@ -25,5 +26,6 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "005_chat_admin", up: m005.up },
   { name: "006_portal", up: m006.up },
   { name: "007_members", up: m007.up },
+  { name: "008_tenant_deletion", up: m008.up },
   { name: "009_audit_keyset", up: m009.up },
 ];
