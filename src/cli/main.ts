@@ -56,7 +56,7 @@ function untilSignal(stop: () => Promise<void>): void {
 program
   .command("start")
   .description(
-    "run everything on this machine: database, a local Synapse, the runtime and a demo tenant",
+    "run everything on this machine: database, a local Synapse, the runtime, the portal and a demo tenant",
   )
   .action(async () => {
     const loaded = await config();
@@ -71,6 +71,15 @@ program
   .action(async () => {
     const app = await createApp(await config());
     await app.runtime.start();
+    untilSignal(() => app.close());
+  });
+
+program
+  .command("portal")
+  .description("run the web portal and JSON API")
+  .action(async () => {
+    const app = await createApp(await config());
+    await app.portal.start();
     untilSignal(() => app.close());
   });
 

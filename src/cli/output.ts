@@ -13,6 +13,7 @@ export function printDemo(demo: DemoDetails, detailsFile: string): void {
   writeOut(`  Password:    ${demo.password}`);
   writeOut(`  Talk to:     ${demo.agent}   (invite it to a room or start a DM)`);
   writeOut(`  Manage:      ${demo.bot}   (start a DM and say "help")`);
+  writeOut(`  Portal:      ${demo.portalUrl}   (sign in as ${demo.portalEmail}, same password)`);
   if (!demo.modelConfigured) {
     writeOut(
       "  No model is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for Ollama etc.) or ANTHROPIC_API_KEY and restart.",

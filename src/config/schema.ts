@@ -246,6 +246,8 @@ export const ConfigSchema = z
           .string()
           .regex(/^[a-z0-9._=-]{1,32}$/)
           .default("ada"),
+        /** Portal sign-in of the person trying the service: owner of the demo tenant and an operator. */
+        adminEmail: z.email().default("admin@switchboard.localhost"),
       })
       .prefault({}),
   })

@@ -21,6 +21,9 @@ export interface DemoDetails {
   readonly agent: string;
   /** The service bot: DM it to manage agents by chat. */
   readonly bot: string;
+  /** The web portal, and who signs in there (same password as the Matrix account). */
+  readonly portalUrl: string;
+  readonly portalEmail: string;
   readonly modelConfigured: boolean;
 }
 
@@ -95,6 +98,9 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
     via: "cli",
   });
   const agentName = await ensureDemoAgent(app, tenant.id, demoAgentName);
+  const owner = await app.accounts.makeOperator(config.embedded.adminEmail, stored.password);
+  await app.tenants.addMember(tenant.id, owner.id, "owner");
+  const portalUrl = await app.portal.start();
   const demo: DemoDetails = {
     homeserverUrl: clientUrl,
     serverName,
@@ -102,6 +108,8 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
     password: stored.password,
     agent: agentUserId(config.runtime.agentPrefix, agentName, serverName),
     bot: `@${config.runtime.botLocalpart}:${serverName}`,
+    portalUrl: config.portal.publicUrl ?? portalUrl,
+    portalEmail: owner.email,
     modelConfigured:
       config.models.openai.apiKey !== undefined ||
       config.models.anthropic.apiKey !== undefined ||

@@ -2,11 +2,13 @@ import type { Knex } from "knex";
 import { z } from "zod";
 import { parseOrThrow } from "../agents/validation.ts";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
-import { withSystemTransaction, withTenant } from "../db/tenant-transaction.ts";
+import { scopeToTenant, withSystemTransaction, withTenant } from "../db/tenant-transaction.ts";
 import { generateToken, sha256Hex } from "../secrets/cipher.ts";
 import { badRequest, conflict, notFound } from "../shared/errors.ts";
 import { isMatrixUserId, type TenantId } from "../shared/ids.ts";
+import type { AccountId } from "../accounts/types.ts";
 import { tenantAdmins, type AdminSource } from "./admins.ts";
+import { memberships, type MemberRole } from "./memberships.ts";
 import type { TenantRepository } from "./repository.ts";
 import type { Tenant, TenantHomeserver, TenantStatus } from "./types.ts";
 
@@ -47,9 +49,17 @@ export class TenantService {
     this.#defaultPlan = defaultPlan;
   }
 
+  /**
+   * Creates a tenant and its homeserver record in one transaction. `setup`,
+   * when given, runs last in that same transaction, scoped to the new tenant
+   * like withTenant (row-level security applies): what it writes (the first
+   * owner, an audit entry) commits with the tenant, and if it throws, no
+   * tenant is left behind.
+   */
   async create(
     input: NewTenant,
     start: TenantStart = { status: "active" },
+    setup?: (trx: Knex.Transaction, tenant: Tenant) => Promise<void>,
   ): Promise<{ tenant: Tenant; homeserver: TenantHomeserver }> {
     const { slug, name, serverName, homeserverUrl } = parseOrThrow(NewTenantSchema, input);
     return withSystemTransaction(this.#db, async (trx) => {
@@ -75,8 +85,17 @@ export class TenantService {
         hsTokenSha256: sha256Hex(hsToken),
       };
       await this.#tenants.insertHomeserver(trx, homeserver);
+      if (setup !== undefined) {
+        await scopeToTenant(trx, tenant.id);
+        await setup(trx, tenant);
+      }
       return { tenant, homeserver };
     });
+  }
+
+  /** Makes an account a member (no-op when it already is one); for bootstrap and the CLI. */
+  async addMember(tenantId: TenantId, accountId: AccountId, role: MemberRole): Promise<void> {
+    await withTenant(this.#db, tenantId, (trx) => memberships.add(trx, tenantId, accountId, role));
   }
 
   /** Lets a Matrix ID administer the tenant by chat. */
