@@ -27,13 +27,22 @@ export function withTenant<T>(
 ): Promise<T> {
   return db.transaction((trx) =>
     openTransaction.run({ tenantId }, async () => {
-      // One round trip: the tenant and the role (set_config('role') is SET LOCAL ROLE).
-      await trx.raw(
-        `select set_config('app.tenant_id', ?, true), set_config('role', '${APP_ROLE}', true)`,
-        [tenantId],
-      );
+      await scopeToTenant(trx, tenantId);
       return work(trx);
     }),
+  );
+}
+
+/**
+ * Scopes the rest of an open transaction to a tenant, as withTenant does
+ * (APP_ROLE, `app.tenant_id`): for a transaction that creates the tenant and
+ * then writes its first tenant data.
+ */
+export async function scopeToTenant(trx: Knex.Transaction, tenantId: TenantId): Promise<void> {
+  // One round trip: the tenant and the role (set_config('role') is SET LOCAL ROLE).
+  await trx.raw(
+    `select set_config('app.tenant_id', ?, true), set_config('role', '${APP_ROLE}', true)`,
+    [tenantId],
   );
 }
 
