@@ -49,6 +49,13 @@ export const accountRepository = {
     return row === undefined ? undefined : toAccount(row);
   },
 
+  /** Several accounts at once (e.g. a page of a tenant's members); unknown ids are left out. */
+  async findByIds(db: Knex, ids: readonly AccountId[]): Promise<Account[]> {
+    if (ids.length === 0) return [];
+    const rows = (await db("accounts").whereIn("id", [...ids])) as AccountRow[];
+    return rows.map(toAccount);
+  },
+
   async findByEmail(
     db: Knex,
     email: string,
