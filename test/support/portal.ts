@@ -10,6 +10,7 @@ import { createApp, type App } from "../../src/main.ts";
 import type { PortalApp } from "../../src/portal/types.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
+import { freePort } from "./synapse.ts";
 
 export const TEST_PASSWORD = "correct horse battery staple";
 
@@ -20,6 +21,8 @@ export interface PortalTest {
   readonly database: TestDatabase;
   readonly config: Readonly<Config>;
   readonly outboxDir: string;
+  /** With `listen: true`, where the portal listens (http://127.0.0.1:<port>, also its publicUrl). */
+  readonly url: string | undefined;
   /** A new browser: its own cookie jar, like a fresh browser profile. */
   browser(): Browser;
   /** A browser signed in as a new, verified account. */
@@ -33,6 +36,8 @@ export interface PortalTestOptions {
   readonly database?: DatabaseKind;
   /** Deep-merged over the test config (e.g. { portal: { authAttemptsPerMinute: 3 } }). */
   readonly config?: Record<string, unknown>;
+  /** Listen on a free loopback port (for real HTTP clients: browsers, benchmarks); mail links point there. */
+  readonly listen?: boolean;
 }
 
 type InjectOptions = {
@@ -140,6 +145,11 @@ function deepMerge(
 export async function startPortalTest(options: PortalTestOptions = {}): Promise<PortalTest> {
   const database = await createTestDatabase(options.database ?? "pglite");
   const dataDir = await mkdtemp(join(tmpdir(), "switchboard-portal-"));
+  const port = options.listen === true ? await freePort() : undefined;
+  const listening =
+    port === undefined
+      ? {}
+      : { portal: { host: "127.0.0.1", port, publicUrl: `http://127.0.0.1:${String(port)}` } };
   const config = parseConfig(
     JSON.stringify(
       deepMerge(
@@ -156,7 +166,7 @@ export async function startPortalTest(options: PortalTestOptions = {}): Promise<
             authAttemptsPerMinute: 1000,
           },
         },
-        options.config ?? {},
+        deepMerge(listening, options.config ?? {}),
       ),
     ),
     {},
@@ -167,6 +177,7 @@ export async function startPortalTest(options: PortalTestOptions = {}): Promise<
     log: createLogger({ level: config.log.level, pretty: false }),
   });
   const portal = await app.portal.app();
+  const url = port === undefined ? undefined : await app.portal.start();
   const outboxDir = join(dataDir, "outbox");
 
   const lastMailTo: PortalTest["lastMailTo"] = async (email) => {
@@ -201,6 +212,7 @@ export async function startPortalTest(options: PortalTestOptions = {}): Promise<
     database,
     config,
     outboxDir,
+    url,
     browser,
     signedIn,
     lastMailTo,
