@@ -4,12 +4,14 @@ import { BotCommands } from "./commands/bot.ts";
 import { buildCommands } from "./commands/registry.ts";
 import { testModelKey } from "./models/key-test.ts";
 import { usageSummary } from "./tenants/usage.ts";
+import { AgentAvatars } from "./agents/avatar.ts";
 import { AgentService } from "./agents/service.ts";
 import type { Agent } from "./agents/types.ts";
 import type { Config } from "./config/schema.ts";
 import { connectDatabase, type Database } from "./db/connect.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { markdownToHtml } from "./matrix/formatting.ts";
+import { MatrixMedia } from "./matrix/media.ts";
 import { createRuntimeMetrics, observeTurns } from "./matrix/metrics.ts";
 import { MemoryService } from "./memory/service.ts";
 import { buildRegistration, registrationToYaml } from "./matrix/registration.ts";
@@ -167,6 +169,15 @@ export async function createApp(
     agents,
     providerKeys,
     memory,
+    avatars: new AgentAvatars({
+      db,
+      agents,
+      tenants: tenantRepository,
+      media: new MatrixMedia(),
+      agentPrefix: config.runtime.agentPrefix,
+      maxBytes: config.portal.maxAvatarBytes,
+      log,
+    }),
     metricsRegistries: [metrics.registry],
     publicUrl: portalUrl,
   });

@@ -29,14 +29,12 @@ export const AgentSettingsSchema = z.strictObject({
 
 export type AgentSettings = z.infer<typeof AgentSettingsSchema>;
 
-export const NewAgentSchema = AgentSettingsSchema.partial().extend({
-  name: z
-    .string()
-    .regex(
-      AGENT_NAME_PATTERN,
-      "must be 1-32 characters: lowercase letters, digits, '.', '_' or '-'",
-    ),
-});
+/** An agent's name; chat commands use this schema too, so every surface words the refusal alike. */
+export const AgentNameSchema = z
+  .string()
+  .regex(AGENT_NAME_PATTERN, "must be 1-32 characters: lowercase letters, digits, '.', '_' or '-'");
+
+export const NewAgentSchema = AgentSettingsSchema.partial().extend({ name: AgentNameSchema });
 export type NewAgent = z.infer<typeof NewAgentSchema>;
 
 export const AgentChangesSchema = AgentSettingsSchema.partial();

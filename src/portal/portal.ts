@@ -1,11 +1,12 @@
 import type { Logger } from "../shared/logger.ts";
+import { tenantDeletion } from "../tenants/deletion.ts";
 import type { SessionStore } from "./auth/sessions.ts";
 import { buildPortal } from "./server.ts";
 import type { PortalApp, PortalDeps } from "./types.ts";
 
 const HOUR_MS = 3_600_000;
 
-/** The portal process: its HTTP listener and its housekeeping (expired sessions). */
+/** The portal process: its HTTP listener and its housekeeping (expired sessions, tenants past their deletion retention). */
 export class Portal {
   readonly #deps: PortalDeps;
   readonly #log: Logger;
@@ -34,10 +35,24 @@ export class Portal {
       this.#sessions.prune().catch((error: unknown) => {
         this.#log.warn({ err: error }, "pruning expired sessions failed");
       });
+      void this.purgeDeletedTenants();
     }, HOUR_MS);
     this.#housekeeping.unref();
     this.#log.info({ url, publicUrl: this.#deps.publicUrl }, "portal listening");
     return url;
+  }
+
+  /** Erases tenants whose deletion retention period is over (hourly housekeeping). */
+  async purgeDeletedTenants(): Promise<void> {
+    try {
+      for (const purged of await tenantDeletion.purgeDue(this.#deps.db))
+        this.#log.warn(
+          { slug: purged.slug, serverName: purged.serverName },
+          "tenant erased after its retention period; its homeserver must still be torn down",
+        );
+    } catch (error) {
+      this.#log.warn({ err: error }, "purging deleted tenants failed");
+    }
   }
 
   async stop(): Promise<void> {

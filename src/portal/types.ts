@@ -10,6 +10,7 @@ import type { Knex } from "knex";
 import type { AccountService } from "../accounts/service.ts";
 import type { Account } from "../accounts/types.ts";
 import type { Mailer } from "../accounts/mailer.ts";
+import type { AgentAvatars } from "../agents/avatar.ts";
 import type { AgentService } from "../agents/service.ts";
 import type { Config } from "../config/schema.ts";
 import type { MemoryService } from "../memory/service.ts";
@@ -57,6 +58,8 @@ export interface PortalDeps {
   readonly agents: AgentService;
   readonly providerKeys: ProviderKeys;
   readonly memory: MemoryService;
+  /** Agent avatars: uploaded to the tenant's homeserver, then set on the agent. */
+  readonly avatars: AgentAvatars;
   /** Registries whose metrics /metrics serves beside the portal's own (e.g. the runtime's). */
   readonly metricsRegistries: readonly Registry[];
   /** The portal's base URL as people reach it. */

@@ -208,8 +208,8 @@ describe("tenant administration by chatting with the bot", () => {
     const cases: [string, RegExp][] = [
       ["agnet list", /Did you mean `agent list`/],
       ["agent create", /name: required[\s\S]*Usage: `agent create <name>/],
-      ["agent create 🤖robot", /name: must be an agent name/],
-      ["agent create x'; drop table agents;--", /name: must be an agent name/],
+      ["agent create 🤖robot", /name: must be 1-32 characters: lowercase letters/],
+      ["agent create x'; drop table agents;--", /name: must be 1-32 characters: lowercase letters/],
       [`agent set ada display-name ${"x".repeat(5000)}`, /too long|at most|4000/i],
       ["agent set ada temperature hot", /temperature: must be a number/],
       ['agent create "unterminated', /quote/i],

@@ -1,17 +1,14 @@
 import { z } from "zod";
 import { agentUserId } from "../../agents/identity.ts";
 import type { Agent } from "../../agents/types.ts";
-import { AGENT_NAME_PATTERN } from "../../agents/validation.ts";
+import { AgentNameSchema } from "../../agents/validation.ts";
 import { ModelProviderName } from "../../config/schema.ts";
 import { badRequest } from "../../shared/errors.ts";
 import type { RoomId } from "../../shared/ids.ts";
 import { bulletList, code, define, type CommandServices } from "../define.ts";
 import type { AnyCommand } from "../types.ts";
 
-const agentName = z
-  .string()
-  .regex(AGENT_NAME_PATTERN, "must be an agent name: lowercase letters, digits, '.', '_' or '-'")
-  .describe("the agent's name");
+const agentName = AgentNameSchema.describe("the agent's name");
 const roomRef = z
   .string()
   .regex(/^!.+:.+$/, "must be a room ID like !abc:example.org")
