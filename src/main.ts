@@ -4,6 +4,8 @@ import { BotCommands } from "./commands/bot.ts";
 import { buildCommands } from "./commands/registry.ts";
 import { testModelKey } from "./models/key-test.ts";
 import { usageSummary } from "./tenants/usage.ts";
+import { MemberService } from "./tenants/members.ts";
+import { TenantOnboarding } from "./tenants/onboarding.ts";
 import { AgentAvatars } from "./agents/avatar.ts";
 import { AgentService } from "./agents/service.ts";
 import type { Agent } from "./agents/types.ts";
@@ -166,6 +168,8 @@ export async function createApp(
     apiTokens,
     tenants,
     tenantRepository,
+    onboarding: new TenantOnboarding(db, tenants, tenantRepository, config),
+    members: new MemberService(db, mailer, tenantRepository, { publicUrl: portalUrl, log }),
     agents,
     providerKeys,
     memory,

@@ -182,6 +182,16 @@ export class Conversations {
     }
     // One after another: several agents in a room take turns rather than talk over each other.
     for (const identity of responders) {
+      // Display name and avatar may have changed in the portal since the
+      // agent joined; the gateway remembers what it set, so this is usually free.
+      await context.chat
+        .ensureProfile(identity.userId, identity.agent.displayName, identity.agent.avatarUrl)
+        .catch((error: unknown) => {
+          this.#log.warn(
+            { err: error, userId: identity.userId },
+            "updating the agent's profile failed",
+          );
+        });
       await runTurn(
         this.#deps,
         {

@@ -18,6 +18,8 @@ import type { SecretCipher } from "../secrets/cipher.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ApiTokens } from "../tenants/api-tokens.ts";
+import type { MemberService } from "../tenants/members.ts";
+import type { TenantOnboarding } from "../tenants/onboarding.ts";
 import type { ProviderKeys } from "../tenants/provider-keys.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import type { TenantService } from "../tenants/service.ts";
@@ -55,6 +57,10 @@ export interface PortalDeps {
   readonly apiTokens: ApiTokens;
   readonly tenants: TenantService;
   readonly tenantRepository: TenantRepository;
+  /** Creating tenants from the portal and their overview. */
+  readonly onboarding: TenantOnboarding;
+  /** Members, roles, linked Matrix IDs and invitations. */
+  readonly members: MemberService;
   readonly agents: AgentService;
   readonly providerKeys: ProviderKeys;
   readonly memory: MemoryService;
