@@ -24,6 +24,14 @@ export const tenantAdmins = {
     return (await trx("tenant_admins").where({ user_id: userId }).delete()) > 0;
   },
 
+  /**
+   * Removes an ID only if it was added for that reason: unlinking a member's
+   * Matrix ID must not take away rights an operator or bootstrap granted.
+   */
+  async removeFrom(trx: Knex.Transaction, userId: string, source: AdminSource): Promise<boolean> {
+    return (await trx("tenant_admins").where({ user_id: userId, source }).delete()) > 0;
+  },
+
   async isAdmin(trx: Knex.Transaction, userId: string): Promise<boolean> {
     return (await trx("tenant_admins").where({ user_id: userId }).first()) !== undefined;
   },
