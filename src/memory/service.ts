@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
-import { badRequest } from "../shared/errors.ts";
+import { badRequest, notFound } from "../shared/errors.ts";
 import {
   isMatrixUserId,
   isUuid,
@@ -10,9 +10,25 @@ import {
   type PersonId,
   type TenantId,
 } from "../shared/ids.ts";
+import {
+  factsOfPerson,
+  listPeople,
+  searchFacts,
+  type BrowsedFact,
+  type KeysetPage,
+  type PersonSummary,
+} from "./browse.ts";
 import { exportPersonData, type PersonExport } from "./export.ts";
 import { deleteFactsOfPerson, forgetFactById, listFacts } from "./facts.ts";
-import { linkIdentities, personIdsFor, unlinkIdentity } from "./people.ts";
+import {
+  getPerson,
+  identitiesOf,
+  linkIdentities,
+  personIdsFor,
+  unlinkIdentity,
+  type Identity,
+  type Person,
+} from "./people.ts";
 import type { Fact } from "./types.ts";
 
 function requireUserId(value: string): MatrixUserId {
@@ -21,9 +37,24 @@ function requireUserId(value: string): MatrixUserId {
   return value;
 }
 
+/** Longest search text, in characters (only the start of a longer one is searched). */
+export const MAX_SEARCH_CHARS = 200;
+
+/** A person as the portal shows them: who, which Matrix IDs, how much is remembered. */
+export interface PersonDetails {
+  readonly person: Person;
+  readonly identities: readonly Identity[];
+}
+
+/** A person id from a URL: anything that is not one is simply not found. */
+function personIdOrNotFound(value: string): PersonId {
+  if (!isUuid(value)) throw notFound("person");
+  return value as PersonId;
+}
+
 /**
  * Tenant-scoped memory operations for people and admins (CLI, chat commands,
- * later the portal), each in one tenant transaction with its audit entry.
+ * portal, API), each in one tenant transaction with its audit entry.
  */
 export class MemoryService {
   readonly #db: Knex;
@@ -108,6 +139,61 @@ export class MemoryService {
       const exported = await exportPersonData(trx, personId);
       if (by !== undefined) await auditLog.recordBy(trx, tenantId, by, "memory.export", id);
       return exported;
+    });
+  }
+
+  /** People the agents know, newest first (limit + 1 rows: the extra one means "more"). */
+  async people(tenantId: TenantId, page: KeysetPage): Promise<PersonSummary[]> {
+    return withTenant(this.#db, tenantId, (trx) => listPeople(trx, page));
+  }
+
+  async person(tenantId: TenantId, personId: string): Promise<PersonDetails> {
+    const id = personIdOrNotFound(personId);
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const person = await getPerson(trx, id);
+      if (person === undefined) throw notFound("person");
+      return { person, identities: await identitiesOf(trx, id) };
+    });
+  }
+
+  /** Current facts about a person, newest first (limit + 1 rows); not_found for an unknown person. */
+  async factsOfPerson(
+    tenantId: TenantId,
+    personId: string,
+    page: KeysetPage,
+  ): Promise<BrowsedFact[]> {
+    const id = personIdOrNotFound(personId);
+    return withTenant(this.#db, tenantId, async (trx) => {
+      if ((await getPerson(trx, id)) === undefined) throw notFound("person");
+      return factsOfPerson(trx, id, page);
+    });
+  }
+
+  /** Current facts matching every word of `text`, best first (all agents' facts: for admins). */
+  async search(tenantId: TenantId, text: string, limit: number): Promise<BrowsedFact[]> {
+    const query = Array.from(text.trim()).slice(0, MAX_SEARCH_CHARS).join("");
+    if (query === "") throw badRequest("q: type something to search for");
+    return withTenant(this.#db, tenantId, (trx) => searchFacts(trx, query, limit));
+  }
+
+  /** Everything remembered about a person (GDPR access), audited; not_found for an unknown person. */
+  async exportPerson(tenantId: TenantId, personId: string, by: Actor): Promise<PersonExport> {
+    const id = personIdOrNotFound(personId);
+    return withTenant(this.#db, tenantId, async (trx) => {
+      const exported = await exportPersonData(trx, id);
+      await auditLog.recordBy(trx, tenantId, by, "memory.export", id);
+      return exported;
+    });
+  }
+
+  /** Erases every fact about a person (as `memory forget-all`); returns the count. */
+  async forgetPerson(tenantId: TenantId, personId: string, by: Actor): Promise<number> {
+    const id = personIdOrNotFound(personId);
+    return withTenant(this.#db, tenantId, async (trx) => {
+      if ((await getPerson(trx, id)) === undefined) throw notFound("person");
+      const count = await deleteFactsOfPerson(trx, id);
+      await auditLog.recordBy(trx, tenantId, by, "memory.forget_all", id, { facts: count });
+      return count;
     });
   }
 }
