@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { withTenant } from "../db/tenant-transaction.ts";
 import type { TenantId } from "../shared/ids.ts";
 
 /** Who is acting, and through which surface; services record it with every change. */
@@ -76,18 +77,45 @@ export const auditLog = {
 
   async recent(trx: Knex.Transaction, limit: number): Promise<AuditRecord[]> {
     const rows = (await trx("audit_log").orderBy("id", "desc").limit(limit)) as AuditRow[];
-    return rows.map((row) => ({
-      id: Number(row.id),
-      actor: row.actor,
-      action: row.action,
-      target: row.target,
-      roomId: row.room_id,
-      via: row.via,
-      details:
-        typeof row.details === "string"
-          ? (JSON.parse(row.details) as Record<string, unknown>)
-          : row.details,
-      createdAt: new Date(row.created_at),
-    }));
+    return rows.map(toRecord);
+  },
+
+  /**
+   * Newest first, entries older than `beforeId` (keyset pagination: stable
+   * while new entries arrive). Fetches `limit` rows; callers ask for one more
+   * than they show to learn whether there is a next page.
+   */
+  async page(
+    trx: Knex.Transaction,
+    options: { readonly limit: number; readonly beforeId?: number | undefined },
+  ): Promise<AuditRecord[]> {
+    const query = trx("audit_log").orderBy("id", "desc").limit(options.limit);
+    if (options.beforeId !== undefined) void query.where("id", "<", options.beforeId);
+    return ((await query) as AuditRow[]).map(toRecord);
   },
 };
+
+function toRecord(row: AuditRow): AuditRecord {
+  return {
+    id: Number(row.id),
+    actor: row.actor,
+    action: row.action,
+    target: row.target,
+    roomId: row.room_id,
+    via: row.via,
+    details:
+      typeof row.details === "string"
+        ? (JSON.parse(row.details) as Record<string, unknown>)
+        : row.details,
+    createdAt: new Date(row.created_at),
+  };
+}
+
+/** A page of a tenant's audit log, newest first, older than `beforeId`; in its own tenant transaction. */
+export async function readAuditPage(
+  db: Knex,
+  tenantId: TenantId,
+  options: { readonly limit: number; readonly beforeId?: number | undefined },
+): Promise<AuditRecord[]> {
+  return withTenant(db, tenantId, (trx) => auditLog.page(trx, options));
+}

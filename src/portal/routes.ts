@@ -1,13 +1,32 @@
 import { accountApi } from "./api/accounts.ts";
 import { accountPages } from "./pages/accounts.ts";
 import { homePages } from "./pages/home.ts";
+import { adminApi } from "./api/admin.ts";
+import { auditApi } from "./api/audit.ts";
+import { usageApi } from "./api/usage.ts";
+import { apiDocs } from "./docs.ts";
+import { healthRoutes } from "./health.ts";
+import { portalMetrics } from "./metrics.ts";
+import { adminPages } from "./pages/admin.ts";
+import { auditPages } from "./pages/audit.ts";
+import { usagePages } from "./pages/usage.ts";
 import type { PortalApp, PortalDeps } from "./types.ts";
 
 /** Every feature's pages and API routes, in one place. */
 const FEATURES: readonly ((app: PortalApp, deps: PortalDeps) => void)[] = [
+  // First: its request hooks see every route.
+  portalMetrics,
+  healthRoutes,
   homePages,
   accountPages,
   accountApi,
+  usagePages,
+  usageApi,
+  auditPages,
+  auditApi,
+  adminPages,
+  adminApi,
+  apiDocs,
 ];
 
 export function registerRoutes(app: PortalApp, deps: PortalDeps): void {
