@@ -10,6 +10,12 @@ import { portalMetrics } from "./metrics.ts";
 import { adminPages } from "./pages/admin.ts";
 import { auditPages } from "./pages/audit.ts";
 import { usagePages } from "./pages/usage.ts";
+import { keyApi } from "./api/keys.ts";
+import { memberApi } from "./api/members.ts";
+import { tenantApi } from "./api/tenants.ts";
+import { keyPages } from "./pages/keys.ts";
+import { memberPages } from "./pages/members.ts";
+import { tenantPages } from "./pages/tenants.ts";
 import type { PortalApp, PortalDeps } from "./types.ts";
 
 /** Every feature's pages and API routes, in one place. */
@@ -20,6 +26,12 @@ const FEATURES: readonly ((app: PortalApp, deps: PortalDeps) => void)[] = [
   homePages,
   accountPages,
   accountApi,
+  tenantPages,
+  tenantApi,
+  memberPages,
+  memberApi,
+  keyPages,
+  keyApi,
   usagePages,
   usageApi,
   auditPages,
