@@ -30,6 +30,8 @@ export interface LoadResult {
   /** Latencies of the measured requests, in milliseconds. */
   readonly latenciesMs: number[];
   readonly errors: number;
+  /** Requests sent during the warm-up (not in latenciesMs or errors). */
+  readonly warmupRequests: number;
   readonly firstError: string | undefined;
   /** From the end of the warm-up to the last measured response. */
   readonly measuredMs: number;
@@ -65,6 +67,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: job.clients.length });
   const latenciesMs: number[] = [];
   let errors = 0;
+  let warmupRequests = 0;
   let firstError: string | undefined;
   const start = performance.now();
   const measureFrom = start + job.warmupMs;
@@ -82,7 +85,10 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         failure = error instanceof Error ? error.message : String(error);
       }
       const done = performance.now();
-      if (sent < measureFrom) continue;
+      if (sent < measureFrom) {
+        warmupRequests += 1;
+        continue;
+      }
       lastDone = Math.max(lastDone, done);
       if (failure === undefined) latenciesMs.push(done - sent);
       else {
@@ -93,7 +99,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   };
   await Promise.all(job.clients.map(loop));
   agent.destroy();
-  return { latenciesMs, errors, firstError, measuredMs: lastDone - measureFrom };
+  return { latenciesMs, errors, warmupRequests, firstError, measuredMs: lastDone - measureFrom };
 }
 
 if (parentPort !== null) {

@@ -17,7 +17,7 @@
  *     [--warmup 1] [--scenarios login,dashboard,agents-api,agents-page]
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -209,6 +209,19 @@ function runInWorker(job: LoadJob): Promise<LoadResult> {
   });
 }
 
+/** Busy CPU of the whole machine (from /proc/stat, USER_HZ = 100) and of this process, in ms. */
+async function cpuSnapshot(): Promise<{ machineMs: number; processMs: number; wallMs: number }> {
+  const [cpuLine] = (await readFile("/proc/stat", "utf8")).split("\n");
+  const [, user, nice, system, , , irq, softirq, steal] = (cpuLine ?? "").trim().split(/\s+/);
+  const jiffies = [user, nice, system, irq, softirq, steal].reduce((sum, v) => sum + Number(v), 0);
+  const usage = process.cpuUsage();
+  return {
+    machineMs: jiffies * 10,
+    processMs: (usage.user + usage.system) / 1000,
+    wallMs: performance.now(),
+  };
+}
+
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
@@ -274,12 +287,15 @@ async function main(): Promise<void> {
         progress(
           `bench: ${scenario}: ${probeClient.url} answers ${String(answer.status)}; skipped`,
         );
-        rows.push(`| ${scenario} | - | not measured: HTTP ${String(answer.status)} | | | | | |`);
+        rows.push(
+          `| ${scenario} | - | not measured: HTTP ${String(answer.status)} | | | | | | | |`,
+        );
         continue;
       }
       for (const clients of CLIENT_COUNTS) {
         progress(`bench: ${scenario} at ${String(clients)} clients`);
         const elu = performance.eventLoopUtilization();
+        const before = await cpuSnapshot();
         const result = await runInWorker({
           ...jobFor(scenario, base, browsers, clients),
           warmupMs: WARMUP_MS,
@@ -287,10 +303,15 @@ async function main(): Promise<void> {
         });
         // Includes the warm-up: how busy the server's event loop was while loaded.
         const busy = performance.eventLoopUtilization(elu).utilization;
+        const after = await cpuSnapshot();
+        const processMs = after.processMs - before.processMs;
+        // Everything else on the machine: PostgreSQL's backends, and anyone else's work.
+        const otherCores =
+          (after.machineMs - before.machineMs - processMs) / (after.wallMs - before.wallMs);
         const sorted = [...result.latenciesMs].sort((x, y) => x - y);
         const perSecond = sorted.length / (result.measuredMs / 1000);
         rows.push(
-          `| ${scenario} | ${String(clients)} | ${String(sorted.length)} | ${fixed(perSecond)} | ${fixed(percentile(sorted, 50), 2)} | ${fixed(percentile(sorted, 99), 2)} | ${String(result.errors)} | ${fixed(busy * 100, 0)}% |`,
+          `| ${scenario} | ${String(clients)} | ${String(sorted.length)} | ${fixed(perSecond)} | ${fixed(percentile(sorted, 50), 2)} | ${fixed(percentile(sorted, 99), 2)} | ${String(result.errors)} | ${fixed(busy * 100, 0)}% | ${fixed(processMs / (sorted.length + result.errors + result.warmupRequests), 2)} | ${fixed(otherCores, 2)} |`,
         );
         if (result.firstError !== undefined)
           progress(`bench: ${scenario}: first error: ${result.firstError}`);
@@ -300,8 +321,8 @@ async function main(): Promise<void> {
     const lines = [
       `### Portal on ${backend} (Node ${process.versions.node}, ${String(availableParallelism())} cores, ${String(MEASURE_MS / 1000)} s per point after ${String(WARMUP_MS / 1000)} s warm-up)`,
       "",
-      "| scenario | clients | requests | req/s | p50 ms | p99 ms | errors | server event loop busy |",
-      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+      "| scenario | clients | requests | req/s | p50 ms | p99 ms | errors | event loop busy | process CPU ms/req | other CPU (cores) |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       ...rows,
       "",
     ];
