@@ -70,7 +70,10 @@ describe("portal health, metrics and OpenAPI", () => {
     expect(response.statusCode).toBe(200);
     const doc = response.json() as {
       openapi: string;
-      paths: Record<string, Record<string, { tags?: string[]; summary?: string; responses?: Record<string, unknown> }>>;
+      paths: Record<
+        string,
+        Record<string, { tags?: string[]; summary?: string; responses?: Record<string, unknown> }>
+      >;
     };
     expect(doc.openapi).toBe("3.1.0");
     const paths = Object.keys(doc.paths);
