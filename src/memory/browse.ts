@@ -139,7 +139,7 @@ export async function searchFacts(
   const lexemes = await lexemesOf(trx, text);
   if (lexemes.length === 0) return [];
   const query = tsqueryOf(lexemes, "&");
-  const rows = await browsedFacts(trx)
+  const rows: unknown = await browsedFacts(trx)
     .whereNull("f.valid_to")
     .whereRaw("f.content_tsv @@ ?::tsquery", [query])
     .orderByRaw("ts_rank(f.content_tsv, ?::tsquery) desc, f.created_at desc, f.id desc", [query])

@@ -10,6 +10,12 @@ import { portalMetrics } from "./metrics.ts";
 import { adminPages } from "./pages/admin.ts";
 import { auditPages } from "./pages/audit.ts";
 import { usagePages } from "./pages/usage.ts";
+import { agentApi } from "./api/agents.ts";
+import { memoryApi } from "./api/memory.ts";
+import { tenantDeletionApi } from "./api/tenant-deletion.ts";
+import { agentPages } from "./pages/agents.ts";
+import { memoryPages } from "./pages/memory.ts";
+import { settingsPages } from "./pages/settings.ts";
 import { keyApi } from "./api/keys.ts";
 import { memberApi } from "./api/members.ts";
 import { tenantApi } from "./api/tenants.ts";
@@ -38,6 +44,12 @@ const FEATURES: readonly ((app: PortalApp, deps: PortalDeps) => void)[] = [
   auditApi,
   adminPages,
   adminApi,
+  agentPages,
+  agentApi,
+  memoryPages,
+  memoryApi,
+  settingsPages,
+  tenantDeletionApi,
   apiDocs,
 ];
 

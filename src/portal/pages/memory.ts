@@ -1,0 +1,152 @@
+import { z } from "zod";
+import { MAX_SEARCH_CHARS } from "../../memory/service.ts";
+import { badRequest } from "../../shared/errors.ts";
+import type { Tenant } from "../../tenants/types.ts";
+import { tenantAccess } from "../access.ts";
+import {
+  exportFileName,
+  factView,
+  forgetFactOrNotFound,
+  peoplePage,
+  personWithFacts,
+} from "../api/memory.ts";
+import { FormBody } from "../forms.ts";
+import { PageQuery } from "../pagination.ts";
+import type { PortalApp, PortalDeps } from "../types.ts";
+
+const SlugParams = z.object({ slug: z.string().max(64) });
+const PersonPageParams = SlugParams.extend({ personId: z.string().max(64) });
+const FactPageParams = SlugParams.extend({ factId: z.string().max(64) });
+const MemoryQuery = PageQuery.extend({ q: z.string().max(MAX_SEARCH_CHARS).optional() });
+const SEARCH_RESULTS = 50;
+
+function pageLink(path: string, cursor: string | null, limit: number): string | null {
+  return cursor === null
+    ? null
+    : `${path}?${new URLSearchParams({ cursor, limit: String(limit) }).toString()}`;
+}
+
+/** Memory as pages: who the agents know and what about them; admins delete, export, erase. */
+export function memoryPages(app: PortalApp, deps: PortalDeps): void {
+  const base = (tenant: Tenant): string => `/t/${tenant.slug}/memory`;
+
+  app.get(
+    "/t/:slug/memory",
+    { schema: { params: SlugParams, querystring: MemoryQuery } },
+    async (request, reply) => {
+      const { tenant, role } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "member",
+      );
+      const q = request.query.q?.trim() ?? "";
+      const results =
+        q === "" ? null : (await deps.memory.search(tenant.id, q, SEARCH_RESULTS)).map(factView);
+      const page = await peoplePage(deps, tenant.id, request.query);
+      return reply.page("memory", {
+        title: `Memory · ${tenant.name}`,
+        tenant,
+        role,
+        q,
+        results,
+        people: page.items,
+        next: pageLink(base(tenant), page.nextCursor, request.query.limit),
+        first: request.query.cursor === undefined ? null : base(tenant),
+      });
+    },
+  );
+
+  app.get(
+    "/t/:slug/memory/people/:personId",
+    { schema: { params: PersonPageParams, querystring: PageQuery } },
+    async (request, reply) => {
+      const { tenant, role } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "member",
+      );
+      const { details, facts } = await personWithFacts(
+        deps,
+        tenant.id,
+        request.params.personId,
+        request.query,
+      );
+      const path = `${base(tenant)}/people/${details.person.id}`;
+      return reply.page("memory-person", {
+        title: `${details.person.displayName ?? details.identities[0]?.userId ?? "Person"} · Memory`,
+        tenant,
+        role,
+        canEdit: role !== "member",
+        person: details.person,
+        identities: details.identities,
+        facts: facts.items,
+        next: pageLink(path, facts.nextCursor, request.query.limit),
+        first: request.query.cursor === undefined ? null : path,
+      });
+    },
+  );
+
+  // A download, not a page; audited like the chat command's export.
+  app.get(
+    "/t/:slug/memory/people/:personId/export",
+    { schema: { params: PersonPageParams } },
+    async (request, reply) => {
+      const { tenant, actor } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "admin",
+      );
+      const exported = await deps.memory.exportPerson(tenant.id, request.params.personId, actor);
+      return reply
+        .type("application/json; charset=utf-8")
+        .header(
+          "content-disposition",
+          `attachment; filename="${exportFileName(request.params.personId)}"`,
+        )
+        .send(JSON.stringify(exported, null, 2));
+    },
+  );
+
+  app.post(
+    "/t/:slug/memory/facts/:factId/delete",
+    { schema: { params: FactPageParams, body: FormBody } },
+    async (request, reply) => {
+      const { tenant, actor } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "admin",
+      );
+      await forgetFactOrNotFound(deps, tenant.id, request.params.factId, actor);
+      // Back to the person the fact was about, when the form says who (a path we build, never a URL).
+      const personId = request.body.personId ?? "";
+      const back = /^[0-9a-f-]{36}$/.test(personId)
+        ? `${base(tenant)}/people/${personId}`
+        : base(tenant);
+      return reply.redirectWithFlash(back, "The fact is forgotten.");
+    },
+  );
+
+  app.post(
+    "/t/:slug/memory/people/:personId/forget",
+    { schema: { params: PersonPageParams, body: FormBody } },
+    async (request, reply) => {
+      const { tenant, actor } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "admin",
+      );
+      if (request.body.confirm !== "yes")
+        throw badRequest("confirm: tick the box to confirm that everything about them goes");
+      const count = await deps.memory.forgetPerson(tenant.id, request.params.personId, actor);
+      return reply.redirectWithFlash(
+        `${base(tenant)}/people/${request.params.personId}`,
+        `Erased ${String(count)} fact(s) about them.`,
+      );
+    },
+  );
+}

@@ -1,0 +1,72 @@
+import { z } from "zod";
+import { tenantDeletion } from "../../tenants/deletion.ts";
+import { tenantAccess } from "../access.ts";
+import { checkSlugConfirmation, restoreAccess } from "../api/tenant-deletion.ts";
+import { FormBody, formAction } from "../forms.ts";
+import type { PortalApp, PortalDeps } from "../types.ts";
+
+const SlugParams = z.object({ slug: z.string().max(64) });
+
+/** The tenant's settings page: for now, deleting the tenant (owners) and restoring it. */
+export function settingsPages(app: PortalApp, deps: PortalDeps): void {
+  const retentionDays = deps.config.portal.deletionRetentionDays;
+
+  app.get("/t/:slug/settings", { schema: { params: SlugParams } }, async (request, reply) => {
+    const { tenant, role } = await tenantAccess(
+      deps,
+      request,
+      { slug: request.params.slug },
+      "member",
+    );
+    return reply.page("settings", {
+      title: `Settings · ${tenant.name}`,
+      tenant,
+      role,
+      retentionDays,
+    });
+  });
+
+  app.post(
+    "/t/:slug/settings/delete",
+    { schema: { params: SlugParams, body: FormBody } },
+    async (request, reply) => {
+      const { tenant, role, actor } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "owner",
+      );
+      return formAction(
+        reply,
+        "settings",
+        { title: `Settings · ${tenant.name}`, tenant, role, retentionDays },
+        async () => {
+          checkSlugConfirmation(tenant, request.body.confirm);
+          const { deleteAfter } = await tenantDeletion.schedule(
+            deps.db,
+            tenant.id,
+            retentionDays,
+            actor,
+          );
+          return reply.redirectWithFlash(
+            `/t/${tenant.slug}/settings`,
+            `${tenant.name} is suspended and will be erased after ${deleteAfter.toISOString().slice(0, 10)}.`,
+          );
+        },
+      );
+    },
+  );
+
+  app.post(
+    "/t/:slug/settings/restore",
+    { schema: { params: SlugParams, body: FormBody } },
+    async (request, reply) => {
+      const { tenant, actor } = await restoreAccess(deps, request, { slug: request.params.slug });
+      const status = await tenantDeletion.cancel(deps.db, tenant.id, actor);
+      return reply.redirectWithFlash(
+        `/t/${tenant.slug}/settings`,
+        `${tenant.name} is restored (${status}).`,
+      );
+    },
+  );
+}
