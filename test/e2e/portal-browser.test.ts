@@ -48,7 +48,10 @@ async function openProfile(browser: Browser, javaScriptEnabled = true): Promise<
     problems.push(`${page.url()}: uncaught ${error.message}`);
   });
   page.on("requestfailed", (request) => {
-    problems.push(`${request.url()}: request failed (${request.failure()?.errorText ?? "?"})`);
+    const reason = request.failure()?.errorText ?? "?";
+    // A request still in flight when the page navigates away (e.g. the favicon) is aborted: normal.
+    if (reason !== "net::ERR_ABORTED")
+      problems.push(`${request.url()}: request failed (${reason})`);
   });
   page.on("response", (response) => {
     if (response.status() >= 400) problems.push(`${response.url()}: HTTP ${response.status()}`);
@@ -111,7 +114,39 @@ describe("the portal in Chromium", () => {
     await page.getByText("You are signed out.").waitFor();
   }
 
-  it("signs up, verifies by the outbox link, signs in and out and back in", async () => {
+  /** From the home page: the new-tenant form; ends on the tenant's overview. */
+  async function createTenant(
+    page: Page,
+    name: string,
+    slug: string,
+    shots = false,
+  ): Promise<void> {
+    await page.getByRole("link", { name: "New tenant" }).click();
+    await page.waitForURL(`${base}/tenants/new`);
+    await page.getByRole("textbox", { name: /^Name\b/ }).fill(name);
+    await page.getByLabel("Short name").fill(slug);
+    if (shots) await screenshot(page, "tenant-new");
+    await page.getByRole("button", { name: "Create tenant" }).click();
+    await page.waitForURL(`${base}/t/${slug}`);
+    await page.getByRole("heading", { name, level: 1 }).waitFor();
+    await page.getByText(`${name} is created`).waitFor();
+  }
+
+  /** The tenant nav's Agents page, with the agent's row in its table. */
+  async function agentRow(page: Page, displayName: string) {
+    await page
+      .getByRole("navigation", { name: "Tenant" })
+      .getByRole("link", { name: "Agents" })
+      .click();
+    await page.waitForURL(/\/agents$/);
+    const row = page
+      .getByRole("row")
+      .filter({ has: page.getByRole("link", { name: displayName }) });
+    await row.waitFor();
+    return row;
+  }
+
+  it("signs up, verifies by the outbox link, creates a tenant and an agent, signs out and back in", async () => {
     const { context, page, problems } = await openProfile(browser);
     try {
       const email = "ada@example.org";
@@ -119,25 +154,54 @@ describe("the portal in Chromium", () => {
       await screenshot(page, "login");
       await signIn(page, email);
       await expect(page.locator(".who").textContent()).resolves.toBe(email);
-      await screenshot(page, "home");
+      await screenshot(page, "home-empty");
+
+      await createTenant(page, "Acme Research", "acme", true);
+      await screenshot(page, "tenant-overview");
+
+      await page
+        .getByRole("navigation", { name: "Tenant" })
+        .getByRole("link", { name: "Agents" })
+        .click();
+      await page.waitForURL(`${base}/t/acme/agents`);
+      await page.getByRole("link", { name: "New agent" }).first().click();
+      await page.waitForURL(`${base}/t/acme/agents/new`);
+      await page.getByRole("textbox", { name: /^Name\b/ }).fill("helper");
+      await page.getByLabel("Display name").fill("Helper");
+      await page
+        .getByLabel("Instructions and persona")
+        .fill("You answer questions about Acme's lab schedule.");
+      await screenshot(page, "agent-form");
+      await page.getByRole("button", { name: "Create agent" }).click();
+      await page.waitForURL(`${base}/t/acme/agents/helper`);
+      await page.getByText("Created Helper.").waitFor();
+
+      const row = await agentRow(page, "Helper");
+      await expect(row.textContent()).resolves.toContain("@ai_helper:acme.example.test");
+      await screenshot(page, "agents");
 
       await signOut(page);
-      // Signed out, the front page sends the browser to the login page again.
-      await page.goto(`${base}/`);
-      await page.waitForURL(`${base}/login`);
+      // Signed out, tenant pages send the browser to the login page.
+      await page.goto(`${base}/t/acme/agents`);
+      await page.waitForURL(/\/login/);
       await signIn(page, email);
+      await screenshot(page, "home");
+      await page.getByRole("link", { name: "Acme Research" }).click();
+      await page.waitForURL(`${base}/t/acme`);
+      await agentRow(page, "Helper");
       expect(problems).toEqual([]);
     } finally {
       await context.close();
     }
   });
 
-  it("signs up and in with JavaScript disabled (the forms need no script)", async () => {
+  it("signs up, signs in and creates a tenant with JavaScript disabled (the forms need no script)", async () => {
     const { context, page, problems } = await openProfile(browser, false);
     try {
       const email = "grace@example.org";
       await signUpAndVerify(page, email);
       await signIn(page, email);
+      await createTenant(page, "Grace's Lab", "grace-lab");
       await signOut(page);
       expect(problems).toEqual([]);
     } finally {
