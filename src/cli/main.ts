@@ -10,6 +10,7 @@ import type { Config } from "../config/schema.ts";
 import { startEmbedded } from "../embedded/start.ts";
 import { createApp, type App } from "../main.ts";
 import { isAppError } from "../shared/errors.ts";
+import { registerOperatorCommands } from "./operator.ts";
 import { printDemo, readSecretFromStdin, writeOut } from "./output.ts";
 
 /**
@@ -197,6 +198,8 @@ agent
         );
     }),
   );
+
+registerOperatorCommands(program, withApp);
 
 const admin = program
   .command("admin")
