@@ -229,6 +229,27 @@ describe.each(BACKENDS)("tenants in the portal (%s)", (database) => {
     expect(await rowCounts(t)).toEqual(before);
   });
 
+  it("documents the tenant, member and key routes in the OpenAPI document", async () => {
+    const response = await t.browser().request("/api/v1/openapi.json");
+    expect(response.statusCode).toBe(200);
+    const paths = Object.keys((response.json() as { paths: Record<string, unknown> }).paths);
+    for (const path of [
+      "/api/v1/tenants",
+      "/api/v1/tenants/{tenantId}",
+      "/api/v1/tenants/{tenantId}/members",
+      "/api/v1/tenants/{tenantId}/members/{accountId}",
+      "/api/v1/tenants/{tenantId}/members/me/matrix-id",
+      "/api/v1/tenants/{tenantId}/invitations",
+      "/api/v1/tenants/{tenantId}/invitations/{invitationId}",
+      "/api/v1/invitations/accept",
+      "/api/v1/tenants/{tenantId}/keys",
+      "/api/v1/tenants/{tenantId}/keys/{provider}",
+      "/api/v1/tenants/{tenantId}/tokens",
+      "/api/v1/tenants/{tenantId}/tokens/{tokenId}",
+    ])
+      expect(paths).toContain(path);
+  });
+
   it("leaves no tenant behind when a step after the insert fails", async () => {
     const before = await rowCounts(t);
     await expect(
