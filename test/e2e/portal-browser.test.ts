@@ -63,7 +63,8 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
 }
 
-describe("the portal in Chromium", () => {
+// A whole journey is some twenty page loads and several argon2id hashes: generous on a busy two-core machine.
+describe("the portal in Chromium", { timeout: 120_000 }, () => {
   let t: PortalTest;
   let browser: Browser;
   let base: string;
