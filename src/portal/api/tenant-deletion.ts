@@ -4,32 +4,25 @@ import { badRequest, notFound } from "../../shared/errors.ts";
 import { isUuid, type TenantId } from "../../shared/ids.ts";
 import { tenantDeletion } from "../../tenants/deletion.ts";
 import type { Tenant } from "../../tenants/types.ts";
-import { actorOf, tenantAccess, type TenantAccess } from "../access.ts";
+import { actorOf, requireOperator, tenantAccess } from "../access.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
 
 /**
- * Who may restore a tenant scheduled for deletion: its owners, and platform
- * operators (who need not be members). Anyone else gets what tenantAccess
- * gives them (404 for strangers).
+ * The tenant an operator names by id in the admin area (operators need not
+ * be members; everyone else gets 404, as for the admin area itself).
  */
-export async function restoreAccess(
+export async function operatorTenant(
   deps: PortalDeps,
   request: FastifyRequest,
-  ref: { readonly id: string } | { readonly slug: string },
-): Promise<Pick<TenantAccess, "tenant" | "actor">> {
-  const principal = request.principal;
-  if (principal?.kind === "account" && principal.account.isOperator) {
-    const tenant =
-      "id" in ref
-        ? isUuid(ref.id)
-          ? await deps.tenantRepository.findById(deps.db, ref.id as TenantId)
-          : undefined
-        : await deps.tenantRepository.findBySlug(deps.db, ref.slug);
-    if (tenant === undefined) throw notFound("tenant");
-    return { tenant, actor: actorOf(request) };
-  }
-  return tenantAccess(deps, request, ref, "owner");
+  tenantId: string,
+): Promise<Tenant> {
+  requireOperator(request);
+  const tenant = isUuid(tenantId)
+    ? await deps.tenantRepository.findById(deps.db, tenantId as TenantId)
+    : undefined;
+  if (tenant === undefined) throw notFound("tenant");
+  return tenant;
 }
 
 /** The owner typed the slug: deleting a tenant is never one careless click. */
@@ -41,6 +34,8 @@ export function checkSlugConfirmation(tenant: Tenant, typed: string | undefined)
       `confirm: "${typed.trim().slice(0, 64)}" is not this tenant's slug (${tenant.slug})`,
     );
 }
+
+const RestoredView = z.object({ status: z.enum(["provisioning", "active", "suspended"]) });
 
 /** Deleting a tenant over JSON, and taking it back within the retention period. */
 export function tenantDeletionApi(app: PortalApp, deps: PortalDeps): void {
@@ -83,15 +78,35 @@ export function tenantDeletionApi(app: PortalApp, deps: PortalDeps): void {
     {
       schema: {
         tags: ["tenants"],
-        summary:
-          "Take back a scheduled deletion (owners and operators), within the retention period",
+        summary: "Take back a scheduled deletion (owners), within the retention period",
         params: TenantParams,
-        response: { 200: z.object({ status: z.enum(["provisioning", "active", "suspended"]) }) },
+        response: { 200: RestoredView },
       },
     },
     async (request) => {
-      const { tenant, actor } = await restoreAccess(deps, request, { id: request.params.tenantId });
+      const { tenant, actor } = await tenantAccess(
+        deps,
+        request,
+        { id: request.params.tenantId },
+        "owner",
+      );
       return { status: await tenantDeletion.cancel(deps.db, tenant.id, actor) };
+    },
+  );
+
+  app.post(
+    "/api/v1/admin/tenants/:tenantId/restore",
+    {
+      schema: {
+        tags: ["admin"],
+        summary: "Take back a tenant's scheduled deletion (operators), within the retention period",
+        params: TenantParams,
+        response: { 200: RestoredView },
+      },
+    },
+    async (request) => {
+      const tenant = await operatorTenant(deps, request, request.params.tenantId);
+      return { status: await tenantDeletion.cancel(deps.db, tenant.id, actorOf(request)) };
     },
   );
 }

@@ -1,13 +1,13 @@
 import { z } from "zod";
 import { tenantDeletion } from "../../tenants/deletion.ts";
-import { tenantAccess } from "../access.ts";
-import { checkSlugConfirmation, restoreAccess } from "../api/tenant-deletion.ts";
+import { actorOf, tenantAccess } from "../access.ts";
+import { checkSlugConfirmation, operatorTenant } from "../api/tenant-deletion.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 
 const SlugParams = z.object({ slug: z.string().max(64) });
 
-/** The tenant's settings page: for now, deleting the tenant (owners) and restoring it. */
+/** The tenant's settings page: for now, deleting the tenant (owners) and restoring it (owners, operators). */
 export function settingsPages(app: PortalApp, deps: PortalDeps): void {
   const retentionDays = deps.config.portal.deletionRetentionDays;
 
@@ -61,10 +61,29 @@ export function settingsPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/settings/restore",
     { schema: { params: SlugParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, actor } = await restoreAccess(deps, request, { slug: request.params.slug });
+      const { tenant, actor } = await tenantAccess(
+        deps,
+        request,
+        { slug: request.params.slug },
+        "owner",
+      );
       const status = await tenantDeletion.cancel(deps.db, tenant.id, actor);
       return reply.redirectWithFlash(
         `/t/${tenant.slug}/settings`,
+        `${tenant.name} is restored (${status}).`,
+      );
+    },
+  );
+
+  // Operators restore from the admin area: they need not be members of the tenant.
+  app.post(
+    "/admin/tenants/:tenantId/restore",
+    { schema: { params: z.object({ tenantId: z.string().max(64) }), body: FormBody } },
+    async (request, reply) => {
+      const tenant = await operatorTenant(deps, request, request.params.tenantId);
+      const status = await tenantDeletion.cancel(deps.db, tenant.id, actorOf(request));
+      return reply.redirectWithFlash(
+        `/admin/tenants/${tenant.id}`,
         `${tenant.name} is restored (${status}).`,
       );
     },
