@@ -6,7 +6,7 @@ import { AppError, notFound } from "../shared/errors.ts";
 import { isUuid, type TenantId } from "../shared/ids.ts";
 import { memberships, roleAtLeast, type MemberRole } from "../tenants/memberships.ts";
 import type { Tenant } from "../tenants/types.ts";
-import type { PortalDeps } from "./types.ts";
+import type { PortalApp, PortalDeps } from "./types.ts";
 
 /** A request's standing in one tenant, checked. */
 export interface TenantAccess {
@@ -40,6 +40,15 @@ export function actorOf(request: FastifyRequest): Actor {
   return { id: "anonymous", via };
 }
 
+type TenantRef = { readonly id: string } | { readonly slug: string };
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The tenant named in the URL and the requester's role in it, once the gate checked them. */
+    tenantGate: { readonly tenant: Tenant; readonly role: MemberRole } | null;
+  }
+}
+
 /**
  * Resolves a tenant by id (API) or slug (pages) and checks the request may
  * act in it with at least `required`. A tenant the requester does not belong
@@ -49,9 +58,24 @@ export function actorOf(request: FastifyRequest): Actor {
 export async function tenantAccess(
   deps: PortalDeps,
   request: FastifyRequest,
-  ref: { readonly id: string } | { readonly slug: string },
+  ref: TenantRef,
   required: MemberRole,
 ): Promise<TenantAccess> {
+  const gate = request.tenantGate;
+  const { tenant, role } =
+    gate !== null && ("id" in ref ? gate.tenant.id === ref.id : gate.tenant.slug === ref.slug)
+      ? gate
+      : await membershipIn(deps, request, ref);
+  if (!roleAtLeast(role, required))
+    throw new AppError("forbidden", `this needs the ${required} role; you are ${role}`);
+  return { tenant, role, actor: actorOf(request) };
+}
+
+async function membershipIn(
+  deps: PortalDeps,
+  request: FastifyRequest,
+  ref: TenantRef,
+): Promise<{ tenant: Tenant; role: MemberRole }> {
   const principal = request.principal;
   if (principal === null) throw new AppError("unauthorized", "sign in first");
   const tenant =
@@ -69,7 +93,30 @@ export async function tenantAccess(
     role = await withTenant(deps.db, tenant.id, (trx) => memberships.roleOf(trx, accountId));
   }
   if (role === undefined) throw notFound("tenant");
-  if (!roleAtLeast(role, required))
-    throw new AppError("forbidden", `this needs the ${required} role; you are ${role}`);
-  return { tenant, role, actor: actorOf(request) };
+  return { tenant, role };
+}
+
+/** Operator routes name tenants too, but their access is the operator check. */
+const OPERATOR_PREFIXES = ["/admin", "/api/v1/admin"];
+
+/**
+ * Checks membership of the tenant named in the URL (`:tenantId` in the API,
+ * `:slug` in pages) for every route, before the body is validated: another
+ * tenant's id is 404 whatever the request carries, and no route can forget
+ * the check. Handlers still ask tenantAccess for the role they need.
+ */
+export function registerTenantGate(app: PortalApp, deps: PortalDeps): void {
+  app.decorateRequest("tenantGate", null);
+  app.addHook("preValidation", async (request) => {
+    const pattern = request.routeOptions.url ?? "";
+    if (OPERATOR_PREFIXES.some((prefix) => pattern.startsWith(prefix))) return;
+    const params = request.params as Record<string, string | undefined>;
+    const ref: TenantRef | undefined =
+      params.tenantId !== undefined
+        ? { id: params.tenantId }
+        : params.slug !== undefined
+          ? { slug: params.slug }
+          : undefined;
+    if (ref !== undefined) request.tenantGate = await membershipIn(deps, request, ref);
+  });
 }

@@ -13,6 +13,7 @@ import {
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
 import { requestRateLimit } from "./api/rate-limits.ts";
+import { registerTenantGate } from "./access.ts";
 import { registerAuth } from "./auth/plugin.ts";
 import { registerErrorHandling } from "./errors.ts";
 import { registerRoutes } from "./routes.ts";
@@ -99,6 +100,7 @@ export async function buildPortal(deps: PortalDeps): Promise<PortalApp> {
 
   registerViews(app);
   registerAuth(app, deps);
+  registerTenantGate(app, deps);
   registerErrorHandling(app);
   registerRoutes(app, deps);
   return app;
