@@ -8,7 +8,7 @@ import type { Config } from "../../src/config/schema.ts";
 import type { DatabaseKind } from "../../src/db/connect.ts";
 import { createApp, type App } from "../../src/main.ts";
 import type { PortalApp } from "../../src/portal/types.ts";
-import { createLogger } from "../../src/shared/logger.ts";
+import { createLogger, type Logger } from "../../src/shared/logger.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { freePort } from "./synapse.ts";
 
@@ -34,6 +34,8 @@ export interface PortalTest {
 
 export interface PortalTestOptions {
   readonly database?: DatabaseKind;
+  /** Where logs go (tests that inspect them); default: the test log level, to stdout. */
+  readonly log?: Logger;
   /** Deep-merged over the test config (e.g. { portal: { authAttemptsPerMinute: 3 } }). */
   readonly config?: Record<string, unknown>;
   /** Listen on a free loopback port (for real HTTP clients: browsers, benchmarks); mail links point there. */
@@ -174,7 +176,7 @@ export async function startPortalTest(options: PortalTestOptions = {}): Promise<
   );
   const app = await createApp(config, {
     database,
-    log: createLogger({ level: config.log.level, pretty: false }),
+    log: options.log ?? createLogger({ level: config.log.level, pretty: false }),
   });
   const portal = await app.portal.app();
   const url = port === undefined ? undefined : await app.portal.start();
