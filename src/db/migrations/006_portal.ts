@@ -17,9 +17,7 @@ export async function up(knex: Knex): Promise<void> {
     /** When set, the tenant's data is erased after this time (a retention period after deletion). */
     t.timestamp("delete_after", { useTz: true });
     /** Bumped to ask the provisioner for a fresh pass. */
-    t.timestamp("provision_requested_at", { useTz: true })
-      .notNullable()
-      .defaultTo(knex.fn.now());
+    t.timestamp("provision_requested_at", { useTz: true }).notNullable().defaultTo(knex.fn.now());
   });
 
   await knex.schema.createTable("accounts", (t) => {
