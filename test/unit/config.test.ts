@@ -56,7 +56,17 @@ describe("parseConfig defaults", () => {
       port: 8008,
       adminLocalpart: "admin",
       demoAgentName: "ada",
+      adminEmail: "admin@switchboard.localhost",
     });
+    expect(config.portal.port).toBe(8080);
+    expect(config.defaultPlan).toBe("free");
+    expect(config.plans.free?.messagesPerDay).toBe(100);
+  });
+
+  it("refuses a default plan that is not among the plans, naming the key", () => {
+    expect(() => parseConfig("defaultPlan: gold\n", {}, "c.yaml")).toThrow(
+      /defaultPlan: must name one of plans/,
+    );
   });
 
   it("treats a file of only comments or a YAML null as empty", () => {
