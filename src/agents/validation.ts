@@ -34,7 +34,15 @@ export const AgentNameSchema = z
   .string()
   .regex(AGENT_NAME_PATTERN, "must be 1-32 characters: lowercase letters, digits, '.', '_' or '-'");
 
-export const NewAgentSchema = AgentSettingsSchema.partial().extend({ name: AgentNameSchema });
+/** Names a new agent may not take: the portal's pages use them as paths (/agents/new). */
+const RESERVED_AGENT_NAMES = new Set(["new"]);
+
+export const NewAgentSchema = AgentSettingsSchema.partial().extend({
+  name: AgentNameSchema.refine(
+    (name) => !RESERVED_AGENT_NAMES.has(name),
+    "is reserved; pick another name",
+  ),
+});
 export type NewAgent = z.infer<typeof NewAgentSchema>;
 
 export const AgentChangesSchema = AgentSettingsSchema.partial();

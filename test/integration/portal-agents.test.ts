@@ -156,6 +156,8 @@ describe.each(BACKENDS)("portal agents (%s)", (backend) => {
     const before = { agents: await agentCount(acme.id), audit: await auditCount() };
     const cases: { chat: string; form: Record<string, string>; path: string }[] = [
       { chat: "agent create Bad!Name", form: { name: "Bad!Name" }, path: "/t/acme/agents/new" },
+      // "new" would hide the agent's page behind the create form.
+      { chat: "agent create new", form: { name: "new" }, path: "/t/acme/agents/new" },
       {
         chat: "agent set ada temperature 5",
         form: { temperature: "5" },
