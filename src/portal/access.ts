@@ -50,27 +50,26 @@ declare module "fastify" {
 }
 
 /**
- * Resolves a tenant by id (API) or slug (pages) and checks the request may
- * act in it with at least `required`. A tenant the requester does not belong
- * to is 404, exactly like one that does not exist, so ids cannot be probed.
- * API tokens act as admins of their own tenant only.
+ * The tenant named in the URL, checked by the gate, if the requester has at
+ * least `required` there (403 otherwise: they are a member, so the tenant's
+ * existence is no secret to them). Only for routes with `:tenantId` or
+ * `:slug`; anywhere else it is a programming error.
  */
-export async function tenantAccess(
-  deps: PortalDeps,
-  request: FastifyRequest,
-  ref: TenantRef,
-  required: MemberRole,
-): Promise<TenantAccess> {
+export function requireRole(request: FastifyRequest, required: MemberRole): TenantAccess {
   const gate = request.tenantGate;
-  const { tenant, role } =
-    gate !== null && ("id" in ref ? gate.tenant.id === ref.id : gate.tenant.slug === ref.slug)
-      ? gate
-      : await membershipIn(deps, request, ref);
-  if (!roleAtLeast(role, required))
-    throw new AppError("forbidden", `this needs the ${required} role; you are ${role}`);
-  return { tenant, role, actor: actorOf(request) };
+  if (gate === null)
+    throw new AppError("internal", `route ${request.routeOptions.url ?? "?"} names no tenant`);
+  if (!roleAtLeast(gate.role, required))
+    throw new AppError("forbidden", `this needs the ${required} role; you are ${gate.role}`);
+  return { tenant: gate.tenant, role: gate.role, actor: actorOf(request) };
 }
 
+/**
+ * The tenant named by id (API) or slug (pages) and the requester's role in
+ * it. A tenant the requester does not belong to is 404, exactly like one
+ * that does not exist, so ids cannot be probed. API tokens act as admins of
+ * their own tenant only.
+ */
 async function membershipIn(
   deps: PortalDeps,
   request: FastifyRequest,
@@ -103,7 +102,7 @@ const OPERATOR_PREFIXES = ["/admin", "/api/v1/admin"];
  * Checks membership of the tenant named in the URL (`:tenantId` in the API,
  * `:slug` in pages) for every route, before the body is validated: another
  * tenant's id is 404 whatever the request carries, and no route can forget
- * the check. Handlers still ask tenantAccess for the role they need.
+ * the check. Handlers then ask requireRole for the role they need.
  */
 export function registerTenantGate(app: PortalApp, deps: PortalDeps): void {
   app.decorateRequest("tenantGate", null);

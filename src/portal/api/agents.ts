@@ -5,7 +5,7 @@ import { agentUserId } from "../../agents/identity.ts";
 import type { Agent } from "../../agents/types.ts";
 import { AgentChangesSchema, NewAgentSchema } from "../../agents/validation.ts";
 import type { Tenant } from "../../tenants/types.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { PageQuery, decodeCursor, pageOf, toPage, type Page } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
@@ -95,12 +95,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       const page = await agentsPage(deps, tenant, request.query);
       return { items: [...page.items], nextCursor: page.nextCursor };
     },
@@ -119,12 +114,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       const agent = await deps.agents.create(tenant.id, request.body, actor);
       return reply.code(201).send(agentView(deps, agent, await serverNameOf(deps, tenant)));
     },
@@ -141,12 +131,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       return one(tenant, request.params.name);
     },
   );
@@ -163,12 +148,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       const agent = await deps.agents.update(tenant.id, request.params.name, request.body, actor);
       return agentView(deps, agent, await serverNameOf(deps, tenant));
     },
@@ -185,12 +165,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       await deps.agents.remove(tenant.id, request.params.name, actor);
       return reply.code(204).send(null);
     },
@@ -219,12 +194,7 @@ export function agentApi(app: PortalApp, deps: PortalDeps): void {
         },
       },
       async (request) => {
-        const { tenant, actor } = await tenantAccess(
-          deps,
-          request,
-          { id: request.params.tenantId },
-          "admin",
-        );
+        const { tenant, actor } = requireRole(request, "admin");
         const agent = await deps.avatars.set(tenant.id, request.params.name, request.body, actor);
         return agentView(deps, agent, await serverNameOf(deps, tenant));
       },

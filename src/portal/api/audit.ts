@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { readAuditPage, type AuditRecord } from "../../audit/audit-log.ts";
 import type { TenantId } from "../../shared/ids.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { PageQuery, decodeCursor, pageOf, toPage, type Page } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
@@ -59,12 +59,7 @@ export function auditApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant } = requireRole(request, "admin");
       const page = await auditPage(deps, tenant.id, request.query);
       return { items: [...page.items], nextCursor: page.nextCursor };
     },

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { ModelProviderName } from "../../config/schema.ts";
 import { notFound } from "../../shared/errors.ts";
 import type { ApiToken } from "../../tenants/api-tokens.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { slicePage } from "../offset-pages.ts";
 import { PageQuery, pageOf } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -35,9 +35,6 @@ export const tokenView = (token: ApiToken): z.infer<typeof TokenView> => ({
 
 /** BYOK provider keys (write-only) and API tokens (shown once) over JSON; admins only. */
 export function keyApi(app: PortalApp, deps: PortalDeps): void {
-  const admin = (request: Parameters<typeof tenantAccess>[1], tenantId: string) =>
-    tenantAccess(deps, request, { id: tenantId }, "admin");
-
   app.get(
     "/api/v1/tenants/:tenantId/keys",
     {
@@ -50,7 +47,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await admin(request, request.params.tenantId);
+      const { tenant } = requireRole(request, "admin");
       const page = slicePage(await deps.providerKeys.list(tenant.id), request.query);
       return { ...page, items: [...page.items] };
     },
@@ -68,7 +65,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, actor } = await admin(request, request.params.tenantId);
+      const { tenant, actor } = requireRole(request, "admin");
       const { provider } = request.params;
       const { hint } = await deps.providerKeys.set(tenant.id, provider, request.body.key, actor);
       return { provider, hint };
@@ -86,7 +83,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await admin(request, request.params.tenantId);
+      const { tenant, actor } = requireRole(request, "admin");
       const provider = request.params.provider;
       if (!(await deps.providerKeys.remove(tenant.id, provider, actor)))
         throw notFound(`${provider} key`);
@@ -106,7 +103,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await admin(request, request.params.tenantId);
+      const { tenant } = requireRole(request, "admin");
       const page = slicePage(await deps.apiTokens.list(tenant.id), request.query);
       return { ...page, items: page.items.map(tokenView) };
     },
@@ -125,7 +122,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await admin(request, request.params.tenantId);
+      const { tenant, actor } = requireRole(request, "admin");
       const principal = request.principal;
       const { token, plaintext } = await deps.apiTokens.create(
         tenant.id,
@@ -151,7 +148,7 @@ export function keyApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await admin(request, request.params.tenantId);
+      const { tenant, actor } = requireRole(request, "admin");
       if (!(await deps.apiTokens.revoke(tenant.id, request.params.tokenId, actor)))
         throw notFound("live token");
       return reply.code(204).send(null);

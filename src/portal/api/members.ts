@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Invitation } from "../../tenants/invitations.ts";
 import type { Member } from "../../tenants/members.ts";
-import { actorOf, requireAccount, tenantAccess } from "../access.ts";
+import { actorOf, requireAccount, requireRole } from "../access.ts";
 import { memberActorOf } from "../member-actor.ts";
 import { offsetOf, offsetPage } from "../offset-pages.ts";
 import { PageQuery, pageOf } from "../pagination.ts";
@@ -46,12 +46,6 @@ export const invitationView = (invitation: Invitation): z.infer<typeof Invitatio
 
 /** Members, roles, linked Matrix IDs and invitations over JSON: the same service as the members page. */
 export function memberApi(app: PortalApp, deps: PortalDeps): void {
-  const access = (
-    request: Parameters<typeof tenantAccess>[1],
-    tenantId: string,
-    role: z.infer<typeof Role>,
-  ) => tenantAccess(deps, request, { id: tenantId }, role);
-
   app.get(
     "/api/v1/tenants/:tenantId/members",
     {
@@ -64,7 +58,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await access(request, request.params.tenantId, "member");
+      const { tenant } = requireRole(request, "member");
       const rows = await deps.members.list(tenant.id, {
         offset: offsetOf(request.query),
         limit: request.query.limit + 1,
@@ -87,7 +81,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const checked = await access(request, request.params.tenantId, "admin");
+      const checked = requireRole(request, "admin");
       const accountId = selfOrId(request, request.params.accountId);
       const role = await deps.members.changeRole(
         checked.tenant.id,
@@ -111,7 +105,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const checked = await access(request, request.params.tenantId, "member");
+      const checked = requireRole(request, "member");
       await deps.members.remove(
         checked.tenant.id,
         selfOrId(request, request.params.accountId),
@@ -134,7 +128,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, actor } = await access(request, request.params.tenantId, "member");
+      const { tenant, actor } = requireRole(request, "member");
       const account = requireAccount(request);
       const matrixUserId = await deps.members.linkMatrixId(
         tenant.id,
@@ -157,7 +151,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await access(request, request.params.tenantId, "member");
+      const { tenant, actor } = requireRole(request, "member");
       const account = requireAccount(request);
       await deps.members.unlinkMatrixId(tenant.id, account.id, actor);
       return reply.code(204).send(null);
@@ -176,7 +170,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await access(request, request.params.tenantId, "admin");
+      const { tenant } = requireRole(request, "admin");
       const rows = await deps.members.listInvitations(tenant.id, {
         offset: offsetOf(request.query),
         limit: request.query.limit + 1,
@@ -199,7 +193,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const checked = await access(request, request.params.tenantId, "admin");
+      const checked = requireRole(request, "admin");
       const invitation = await deps.members.invite(
         checked.tenant,
         request.body,
@@ -220,7 +214,7 @@ export function memberApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await access(request, request.params.tenantId, "admin");
+      const { tenant, actor } = requireRole(request, "admin");
       await deps.members.revokeInvitation(tenant.id, request.params.invitationId, actor);
       return reply.code(204).send(null);
     },

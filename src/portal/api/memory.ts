@@ -5,7 +5,7 @@ import { MAX_SEARCH_CHARS } from "../../memory/service.ts";
 import type { Actor } from "../../audit/audit-log.ts";
 import { notFound } from "../../shared/errors.ts";
 import type { TenantId } from "../../shared/ids.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { PageQuery, decodeCursor, pageOf, toPage, type Page } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
@@ -133,12 +133,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       const page = await peoplePage(deps, tenant.id, request.query);
       return { items: [...page.items], nextCursor: page.nextCursor };
     },
@@ -156,12 +151,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       const { details, facts } = await personWithFacts(
         deps,
         tenant.id,
@@ -197,12 +187,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       const exported = await deps.memory.exportPerson(tenant.id, request.params.personId, actor);
       void reply.header(
         "content-disposition",
@@ -223,12 +208,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       await forgetFactOrNotFound(deps, tenant.id, request.params.factId, actor);
       return reply.code(204).send(null);
     },
@@ -245,12 +225,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       return { erased: await deps.memory.forgetPerson(tenant.id, request.params.personId, actor) };
     },
   );
@@ -268,12 +243,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       const found = await deps.memory.search(tenant.id, request.query.q, request.query.limit);
       return { items: found.map(factView), nextCursor: null };
     },

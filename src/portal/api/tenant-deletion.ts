@@ -4,7 +4,7 @@ import { badRequest, notFound } from "../../shared/errors.ts";
 import { isUuid, type TenantId } from "../../shared/ids.ts";
 import { tenantDeletion } from "../../tenants/deletion.ts";
 import type { Tenant } from "../../tenants/types.ts";
-import { actorOf, requireOperator, tenantAccess } from "../access.ts";
+import { actorOf, requireOperator, requireRole } from "../access.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
 
@@ -54,12 +54,7 @@ export function tenantDeletionApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "owner",
-      );
+      const { tenant, actor } = requireRole(request, "owner");
       checkSlugConfirmation(tenant, request.query.confirm);
       const scheduled = await tenantDeletion.schedule(
         deps.db,
@@ -84,12 +79,7 @@ export function tenantDeletionApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "owner",
-      );
+      const { tenant, actor } = requireRole(request, "owner");
       return { status: await tenantDeletion.cancel(deps.db, tenant.id, actor) };
     },
   );

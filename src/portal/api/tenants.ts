@@ -1,8 +1,9 @@
 import { z } from "zod";
+import { notFound } from "../../shared/errors.ts";
 import type { TenantOverview } from "../../tenants/onboarding.ts";
 import { statusLabel } from "../../tenants/onboarding.ts";
 import type { Tenant } from "../../tenants/types.ts";
-import { actorOf, requireAccount, tenantAccess } from "../access.ts";
+import { actorOf, requireAccount, requireRole } from "../access.ts";
 import { offsetOf, offsetPage, slicePage } from "../offset-pages.ts";
 import { PageQuery, pageOf } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -73,7 +74,8 @@ export function tenantApi(app: PortalApp, deps: PortalDeps): void {
     async (request) => {
       const principal = request.principal;
       if (principal?.kind === "token") {
-        const { tenant } = await tenantAccess(deps, request, { id: principal.tenantId }, "admin");
+        const tenant = await deps.tenantRepository.findById(deps.db, principal.tenantId);
+        if (tenant === undefined) throw notFound("tenant");
         const page = slicePage([summary(tenant, "admin")], request.query);
         return { ...page, items: [...page.items] };
       }
@@ -116,12 +118,7 @@ export function tenantApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const principal = request.principal;
       const own =
         principal?.kind === "account"

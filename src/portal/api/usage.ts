@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { USAGE_DAYS_DEFAULT, USAGE_DAYS_MAX, usageReport } from "../../tenants/usage.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 
 export const TenantParams = z.object({ tenantId: z.string().max(64) });
@@ -43,12 +43,7 @@ export function usageApi(app: PortalApp, deps: PortalDeps): void {
       },
     },
     async (request) => {
-      const { tenant } = await tenantAccess(
-        deps,
-        request,
-        { id: request.params.tenantId },
-        "member",
-      );
+      const { tenant } = requireRole(request, "member");
       const report = await usageReport(deps.db, tenant, deps.config.plans, request.query.days);
       const { planId, planName, ...limits } = report.limits;
       return {

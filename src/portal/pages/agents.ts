@@ -6,7 +6,7 @@ import { ModelProviderName } from "../../config/schema.ts";
 import { badRequest, isAppError } from "../../shared/errors.ts";
 import type { Tenant } from "../../tenants/types.ts";
 import type { MemberRole } from "../../tenants/memberships.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { agentView, agentsPage, serverNameOf, type AgentView } from "../api/agents.ts";
 import { FormBody } from "../forms.ts";
 import { PageQuery } from "../pagination.ts";
@@ -91,12 +91,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents",
     { schema: { params: SlugParams, querystring: PageQuery } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const page = await agentsPage(deps, tenant, request.query);
       return reply.page("agents", {
         title: `Agents · ${tenant.name}`,
@@ -114,12 +109,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
   );
 
   app.get("/t/:slug/agents/new", { schema: { params: SlugParams } }, async (request, reply) => {
-    const { tenant, role } = await tenantAccess(
-      deps,
-      request,
-      { slug: request.params.slug },
-      "admin",
-    );
+    const { tenant, role } = requireRole(request, "admin");
     const defaults = deps.agents.defaults("agent");
     return formPage(reply, tenant, role, {
       mode: "new",
@@ -131,12 +121,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents/new",
     { schema: { params: SlugParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, role, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, role, actor } = requireRole(request, "admin");
       const typed = request.body;
       let agent: Agent;
       try {
@@ -167,12 +152,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents/:name",
     { schema: { params: AgentPageParams } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const agent = agentView(
         deps,
         await deps.agents.get(tenant.id, request.params.name),
@@ -186,12 +166,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents/:name",
     { schema: { params: AgentPageParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, role, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, role, actor } = requireRole(request, "admin");
       const saved = agentView(
         deps,
         await deps.agents.get(tenant.id, request.params.name),
@@ -223,12 +198,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents/:name/delete",
     { schema: { params: AgentPageParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       const agent = await deps.agents.remove(tenant.id, request.params.name, actor);
       return reply.redirectWithFlash(base(tenant), `Deleted ${agent.displayName}.`);
     },
@@ -239,12 +209,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/agents/:name/avatar",
     { schema: { params: AgentPageParams, querystring: UploadQuery } },
     async (request, reply) => {
-      const { tenant, role, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, role, actor } = requireRole(request, "admin");
       const saved = agentView(
         deps,
         await deps.agents.get(tenant.id, request.params.name),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { auditPage } from "../api/audit.ts";
 import { PageQuery } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -12,12 +12,7 @@ export function auditPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/audit",
     { schema: { params: SlugParams, querystring: PageQuery } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, role } = requireRole(request, "admin");
       const page = await auditPage(deps, tenant.id, request.query);
       return reply.page("audit", {
         title: `Audit log · ${tenant.name}`,

@@ -1,8 +1,8 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply } from "fastify";
 import { z } from "zod";
 import { ModelProviderName } from "../../config/schema.ts";
 import { notFound } from "../../shared/errors.ts";
-import { tenantAccess, type TenantAccess } from "../access.ts";
+import { requireRole, type TenantAccess } from "../access.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { SlugParams } from "./tenants.ts";
@@ -30,20 +30,18 @@ export function keyPages(app: PortalApp, deps: PortalDeps): void {
       tokenName: "",
     };
   };
-  const access = (request: FastifyRequest<{ Params: z.infer<typeof SlugParams> }>) =>
-    tenantAccess(deps, request, { slug: request.params.slug }, "admin");
   const back = (reply: FastifyReply, checked: TenantAccess, message: string) =>
     reply.redirectWithFlash(`/t/${checked.tenant.slug}/keys`, message);
 
   app.get("/t/:slug/keys", { schema: { params: SlugParams } }, async (request, reply) =>
-    reply.page("keys", await pageData(await access(request))),
+    reply.page("keys", await pageData(requireRole(request, "admin"))),
   );
 
   app.post(
     "/t/:slug/keys/:provider",
     { schema: { params: ProviderParams, body: FormBody } },
     async (request, reply) => {
-      const checked = await access(request);
+      const checked = requireRole(request, "admin");
       const { provider } = request.params;
       return formAction(reply, "keys", await pageData(checked), async () => {
         const { hint } = await deps.providerKeys.set(
@@ -61,7 +59,7 @@ export function keyPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/keys/:provider/remove",
     { schema: { params: ProviderParams, body: FormBody } },
     async (request, reply) => {
-      const checked = await access(request);
+      const checked = requireRole(request, "admin");
       const { provider } = request.params;
       return formAction(reply, "keys", await pageData(checked), async () => {
         if (!(await deps.providerKeys.remove(checked.tenant.id, provider, checked.actor)))
@@ -75,7 +73,7 @@ export function keyPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/tokens",
     { schema: { params: SlugParams, body: FormBody } },
     async (request, reply) => {
-      const checked = await access(request);
+      const checked = requireRole(request, "admin");
       const { name = "" } = request.body;
       const data = await pageData(checked);
       return formAction(reply, "keys", { ...data, tokenName: name }, async () => {
@@ -101,7 +99,7 @@ export function keyPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/tokens/:tokenId/revoke",
     { schema: { params: TokenParams, body: FormBody } },
     async (request, reply) => {
-      const checked = await access(request);
+      const checked = requireRole(request, "admin");
       return formAction(reply, "keys", await pageData(checked), async () => {
         if (
           !(await deps.apiTokens.revoke(checked.tenant.id, request.params.tokenId, checked.actor))

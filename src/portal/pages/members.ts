@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { roleAtLeast } from "../../tenants/memberships.ts";
-import { actorOf, requireAccount, tenantAccess, type TenantAccess } from "../access.ts";
+import { actorOf, requireAccount, requireRole, type TenantAccess } from "../access.ts";
 import { FormBody, formAction } from "../forms.ts";
 import { memberActorOf } from "../member-actor.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -44,14 +44,14 @@ export function memberPages(app: PortalApp, deps: PortalDeps): void {
     typed: Record<string, string>,
     run: (checked: TenantAccess) => Promise<FastifyReply>,
   ) => {
-    const checked = await tenantAccess(deps, request, { slug: request.params.slug }, required);
+    const checked = requireRole(request, required);
     const data = { ...(await pageData(request, checked)), ...typed };
     return formAction(reply, "members", data, () => run(checked));
   };
   const back = (slug: string) => `/t/${slug}/members`;
 
   app.get("/t/:slug/members", { schema: { params: SlugParams } }, async (request, reply) => {
-    const checked = await tenantAccess(deps, request, { slug: request.params.slug }, "member");
+    const checked = requireRole(request, "member");
     const data = await pageData(request, checked);
     return reply.page("members", { ...data, matrixUserId: data.me?.matrixUserId ?? "" });
   });

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { MAX_SEARCH_CHARS } from "../../memory/service.ts";
 import { badRequest } from "../../shared/errors.ts";
 import type { Tenant } from "../../tenants/types.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import {
   exportFileName,
   factView,
@@ -34,12 +34,7 @@ export function memoryPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/memory",
     { schema: { params: SlugParams, querystring: MemoryQuery } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const q = request.query.q?.trim() ?? "";
       const results =
         q === "" ? null : (await deps.memory.search(tenant.id, q, SEARCH_RESULTS)).map(factView);
@@ -61,12 +56,7 @@ export function memoryPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/memory/people/:personId",
     { schema: { params: PersonPageParams, querystring: PageQuery } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const { details, facts } = await personWithFacts(
         deps,
         tenant.id,
@@ -93,12 +83,7 @@ export function memoryPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/memory/people/:personId/export",
     { schema: { params: PersonPageParams } },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       const exported = await deps.memory.exportPerson(tenant.id, request.params.personId, actor);
       return reply
         .type("application/json; charset=utf-8")
@@ -114,12 +99,7 @@ export function memoryPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/memory/facts/:factId/delete",
     { schema: { params: FactPageParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       await forgetFactOrNotFound(deps, tenant.id, request.params.factId, actor);
       // Back to the person the fact was about, when the form says who (a path we build, never a URL).
       const personId = request.body.personId ?? "";
@@ -134,12 +114,7 @@ export function memoryPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/memory/people/:personId/forget",
     { schema: { params: PersonPageParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "admin",
-      );
+      const { tenant, actor } = requireRole(request, "admin");
       if (request.body.confirm !== "yes")
         throw badRequest("confirm: tick the box to confirm that everything about them goes");
       const count = await deps.memory.forgetPerson(tenant.id, request.params.personId, actor);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { tenantDeletion } from "../../tenants/deletion.ts";
-import { actorOf, tenantAccess } from "../access.ts";
+import { actorOf, requireRole } from "../access.ts";
 import { checkSlugConfirmation, operatorTenant } from "../api/tenant-deletion.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -12,12 +12,7 @@ export function settingsPages(app: PortalApp, deps: PortalDeps): void {
   const retentionDays = deps.config.portal.deletionRetentionDays;
 
   app.get("/t/:slug/settings", { schema: { params: SlugParams } }, async (request, reply) => {
-    const { tenant, role } = await tenantAccess(
-      deps,
-      request,
-      { slug: request.params.slug },
-      "member",
-    );
+    const { tenant, role } = requireRole(request, "member");
     return reply.page("settings", {
       title: `Settings · ${tenant.name}`,
       tenant,
@@ -30,12 +25,7 @@ export function settingsPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/settings/delete",
     { schema: { params: SlugParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, role, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "owner",
-      );
+      const { tenant, role, actor } = requireRole(request, "owner");
       return formAction(
         reply,
         "settings",
@@ -61,12 +51,7 @@ export function settingsPages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/settings/restore",
     { schema: { params: SlugParams, body: FormBody } },
     async (request, reply) => {
-      const { tenant, actor } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "owner",
-      );
+      const { tenant, actor } = requireRole(request, "owner");
       const status = await tenantDeletion.cancel(deps.db, tenant.id, actor);
       return reply.redirectWithFlash(
         `/t/${tenant.slug}/settings`,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { actorOf, requireAccount, tenantAccess } from "../access.ts";
+import { actorOf, requireAccount, requireRole } from "../access.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 
@@ -32,12 +32,7 @@ export function tenantPages(app: PortalApp, deps: PortalDeps): void {
   });
 
   app.get("/t/:slug", { schema: { params: SlugParams } }, async (request, reply) => {
-    const { tenant, role } = await tenantAccess(
-      deps,
-      request,
-      { slug: request.params.slug },
-      "member",
-    );
+    const { tenant, role } = requireRole(request, "member");
     const account = requireAccount(request);
     const own = await deps.members.membershipOf(tenant.id, account.id);
     const overview = await deps.onboarding.overview(tenant, role, own?.matrixUserId ?? null);

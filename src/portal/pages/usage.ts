@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { usageReport, type UsageReport } from "../../tenants/usage.ts";
-import { tenantAccess } from "../access.ts";
+import { requireRole } from "../access.ts";
 import { UsageQuery } from "../api/usage.ts";
 import { barChartSvg } from "../charts.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -46,12 +46,7 @@ export function usagePages(app: PortalApp, deps: PortalDeps): void {
     "/t/:slug/usage",
     { schema: { params: SlugParams, querystring: UsageQuery } },
     async (request, reply) => {
-      const { tenant, role } = await tenantAccess(
-        deps,
-        request,
-        { slug: request.params.slug },
-        "member",
-      );
+      const { tenant, role } = requireRole(request, "member");
       const report = await usageReport(deps.db, tenant, deps.config.plans, request.query.days);
       return reply.page("usage", {
         title: `Usage · ${tenant.name}`,
