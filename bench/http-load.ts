@@ -26,14 +26,20 @@ export interface LoadJob {
   readonly durationMs: number;
 }
 
+/**
+ * A request is measured when its response ends inside the measured window,
+ * whenever it was sent: counting by send time would leave out, at high
+ * concurrency, the queue of requests sent during the warm-up and so
+ * understate throughput. Responses after the window are not counted.
+ */
 export interface LoadResult {
   /** Latencies of the measured requests, in milliseconds. */
   readonly latenciesMs: number[];
   readonly errors: number;
-  /** Requests sent during the warm-up (not in latenciesMs or errors). */
-  readonly warmupRequests: number;
+  /** Requests completed outside the measured window (not in latenciesMs or errors). */
+  readonly unmeasuredRequests: number;
   readonly firstError: string | undefined;
-  /** From the end of the warm-up to the last measured response. */
+  /** The measured window. */
   readonly measuredMs: number;
 }
 
@@ -67,12 +73,11 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: job.clients.length });
   const latenciesMs: number[] = [];
   let errors = 0;
-  let warmupRequests = 0;
+  let unmeasuredRequests = 0;
   let firstError: string | undefined;
   const start = performance.now();
   const measureFrom = start + job.warmupMs;
   const end = measureFrom + job.durationMs;
-  let lastDone = measureFrom;
 
   const loop = async (client: LoadClient): Promise<void> => {
     while (performance.now() < end) {
@@ -85,11 +90,10 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         failure = error instanceof Error ? error.message : String(error);
       }
       const done = performance.now();
-      if (sent < measureFrom) {
-        warmupRequests += 1;
+      if (done < measureFrom || done > end) {
+        unmeasuredRequests += 1;
         continue;
       }
-      lastDone = Math.max(lastDone, done);
       if (failure === undefined) latenciesMs.push(done - sent);
       else {
         errors += 1;
@@ -99,7 +103,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   };
   await Promise.all(job.clients.map(loop));
   agent.destroy();
-  return { latenciesMs, errors, warmupRequests, firstError, measuredMs: lastDone - measureFrom };
+  return { latenciesMs, errors, unmeasuredRequests, firstError, measuredMs: job.durationMs };
 }
 
 if (parentPort !== null) {

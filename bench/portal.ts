@@ -311,7 +311,7 @@ async function main(): Promise<void> {
         const sorted = [...result.latenciesMs].sort((x, y) => x - y);
         const perSecond = sorted.length / (result.measuredMs / 1000);
         rows.push(
-          `| ${scenario} | ${String(clients)} | ${String(sorted.length)} | ${fixed(perSecond)} | ${fixed(percentile(sorted, 50), 2)} | ${fixed(percentile(sorted, 99), 2)} | ${String(result.errors)} | ${fixed(busy * 100, 0)}% | ${fixed(processMs / (sorted.length + result.errors + result.warmupRequests), 2)} | ${fixed(otherCores, 2)} |`,
+          `| ${scenario} | ${String(clients)} | ${String(sorted.length)} | ${fixed(perSecond)} | ${fixed(percentile(sorted, 50), 2)} | ${fixed(percentile(sorted, 99), 2)} | ${String(result.errors)} | ${fixed(busy * 100, 0)}% | ${fixed(processMs / (sorted.length + result.errors + result.unmeasuredRequests), 2)} | ${fixed(otherCores, 2)} |`,
         );
         if (result.firstError !== undefined)
           progress(`bench: ${scenario}: first error: ${result.firstError}`);
