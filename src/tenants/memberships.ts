@@ -123,21 +123,4 @@ export const memberships = {
   async remove(trx: Knex.Transaction, accountId: AccountId): Promise<boolean> {
     return (await trx("memberships").where({ account_id: accountId }).delete()) > 0;
   },
-
-  /**
-   * The tenants an account belongs to. This one lookup crosses tenants (it
-   * is how a signed-in person finds their tenants), so it runs on the
-   * service connection and returns ids and roles only; everything read
-   * about a tenant afterwards goes through withTenant.
-   */
-  async tenantsOf(
-    db: Knex,
-    accountId: AccountId,
-  ): Promise<{ tenantId: TenantId; role: MemberRole }[]> {
-    const rows = (await db("memberships")
-      .where({ account_id: accountId })
-      .orderBy("created_at")
-      .select("tenant_id", "role")) as { tenant_id: string; role: MemberRole }[];
-    return rows.map((row) => ({ tenantId: row.tenant_id as TenantId, role: row.role }));
-  },
 };

@@ -106,13 +106,8 @@ export class TenantOnboarding {
     accountId: AccountId,
     page: { limit: number; offset: number },
   ): Promise<{ tenant: Tenant; role: MemberRole }[]> {
-    const all = await memberships.tenantsOf(this.#db, accountId);
-    const out = [];
-    for (const { tenantId, role } of all.slice(page.offset, page.offset + page.limit)) {
-      const tenant = await this.#repository.findById(this.#db, tenantId);
-      if (tenant !== undefined) out.push({ tenant, role });
-    }
-    return out;
+    const all = await this.#repository.listForAccount(this.#db, accountId);
+    return all.slice(page.offset, page.offset + page.limit);
   }
 
   /** The overview of a tenant for a member (`accountId`) or an API token (null). */

@@ -1,6 +1,8 @@
 import type { Knex } from "knex";
 import type { SecretCipher } from "../secrets/cipher.ts";
+import type { AccountId } from "../accounts/types.ts";
 import type { TenantId } from "../shared/ids.ts";
+import type { MemberRole } from "./memberships.ts";
 import type { Tenant, TenantHomeserver, TenantStatus } from "./types.ts";
 
 interface TenantRow {
@@ -62,6 +64,33 @@ export class TenantRepository {
   async findById(db: Knex, id: TenantId): Promise<Tenant | undefined> {
     const row = (await db("tenants").where({ id }).first()) as TenantRow | undefined;
     return row === undefined ? undefined : toTenant(row);
+  }
+
+  /**
+   * The tenants an account belongs to, with its role in each, in the order it
+   * joined them. This one lookup crosses tenants (it is how a signed-in person
+   * finds their tenants), so it runs on the service connection; everything
+   * read inside a tenant afterwards goes through withTenant.
+   */
+  async listForAccount(
+    db: Knex,
+    accountId: AccountId,
+  ): Promise<{ tenant: Tenant; role: MemberRole }[]> {
+    const rows = (await db("memberships")
+      .join("tenants", "tenants.id", "memberships.tenant_id")
+      .where("memberships.account_id", accountId)
+      .orderBy("memberships.created_at")
+      .select("tenants.*", "memberships.role as member_role")) as (TenantRow & {
+      member_role: MemberRole;
+    })[];
+    return rows.map((row) => ({ tenant: toTenant(row), role: row.member_role }));
+  }
+
+  /** The server name of a tenant's homeserver, without decrypting its tokens. */
+  async serverName(db: Knex, tenantId: TenantId): Promise<string | undefined> {
+    const row = (await db("homeservers").where({ tenant_id: tenantId }).first("server_name")) as
+      { server_name: string } | undefined;
+    return row?.server_name;
   }
 
   async listTenants(db: Knex): Promise<Tenant[]> {

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { EmailSchema } from "../../accounts/service.ts";
-import { memberships } from "../../tenants/memberships.ts";
 import { requireAccount } from "../access.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { authRateLimit } from "./rate-limits.ts";
@@ -107,12 +106,9 @@ export function accountApi(app: PortalApp, deps: PortalDeps): void {
       if (principal?.kind !== "account")
         return { account: null, csrfToken: request.csrfToken(), tenants: [] };
       const account = requireAccount(request);
-      const tenants = [];
-      for (const { tenantId, role } of await memberships.tenantsOf(deps.db, account.id)) {
-        const tenant = await deps.tenantRepository.findById(deps.db, tenantId);
-        if (tenant !== undefined)
-          tenants.push({ id: tenant.id, slug: tenant.slug, name: tenant.name, role });
-      }
+      const tenants = (await deps.tenantRepository.listForAccount(deps.db, account.id)).map(
+        ({ tenant, role }) => ({ id: tenant.id, slug: tenant.slug, name: tenant.name, role }),
+      );
       return { account, csrfToken: request.csrfToken(), tenants };
     },
   );

@@ -32,8 +32,10 @@ export type AgentView = z.infer<typeof AgentView>;
 
 /** The server name in the tenant's Matrix IDs (its homeserver's, or the one it will get). */
 export async function serverNameOf(deps: PortalDeps, tenant: Tenant): Promise<string> {
-  const homeserver = await deps.tenantRepository.findHomeserver(deps.db, tenant.id);
-  return homeserver?.serverName ?? `${tenant.slug}.${deps.config.portal.baseDomain}`;
+  return (
+    (await deps.tenantRepository.serverName(deps.db, tenant.id)) ??
+    `${tenant.slug}.${deps.config.portal.baseDomain}`
+  );
 }
 
 export function agentView(deps: PortalDeps, agent: Agent, serverName: string): AgentView {
