@@ -30,8 +30,25 @@ export const PlanSchema = z.strictObject({
   /** Tokens per month on the operator's managed model key. */
   managedTokensPerMonth: z.number().int().min(0).nullable(),
   storageGb: z.number().min(0).nullable(),
+  /** Bridges (Slack, Discord, Telegram) the tenant may run at once. */
+  bridges: z.number().int().min(0).nullable().default(0),
+  /** Resources of the tenant's homeserver. */
+  homeserver: z
+    .strictObject({
+      memoryMb: z.number().int().min(128).max(262_144),
+      cpus: z.number().min(0.1).max(64),
+    })
+    .default({ memoryMb: 512, cpus: 0.5 }),
   /** Whether the tenant must bring its own model key. */
   requiresOwnKey: z.boolean().default(false),
+  /** The Stripe price of the plan's subscription; absent for free and custom plans. */
+  stripePriceId: z
+    .string()
+    .regex(/^price_[A-Za-z0-9_]+$/, "must be a Stripe price id (price_…)")
+    .optional(),
+  trialDays: z.number().int().min(0).max(730).default(0),
+  /** Managed-key tokens beyond managedTokensPerMonth are billed (reported to the Stripe meter) instead of refused. */
+  billsOverage: z.boolean().default(false),
 });
 export type Plan = z.infer<typeof PlanSchema>;
 
@@ -42,7 +59,11 @@ const DEFAULT_PLANS: Record<string, Plan> = {
     messagesPerDay: 100,
     managedTokensPerMonth: 200_000,
     storageGb: 1,
+    bridges: 0,
+    homeserver: { memoryMb: 512, cpus: 0.5 },
     requiresOwnKey: false,
+    trialDays: 0,
+    billsOverage: false,
   },
   starter: {
     name: "Starter",
@@ -50,7 +71,11 @@ const DEFAULT_PLANS: Record<string, Plan> = {
     messagesPerDay: 1_000,
     managedTokensPerMonth: 2_000_000,
     storageGb: 10,
+    bridges: 1,
+    homeserver: { memoryMb: 1024, cpus: 1 },
     requiresOwnKey: false,
+    trialDays: 14,
+    billsOverage: true,
   },
   pro: {
     name: "Professional",
@@ -58,7 +83,11 @@ const DEFAULT_PLANS: Record<string, Plan> = {
     messagesPerDay: 10_000,
     managedTokensPerMonth: 20_000_000,
     storageGb: 100,
+    bridges: 3,
+    homeserver: { memoryMb: 2048, cpus: 2 },
     requiresOwnKey: false,
+    trialDays: 14,
+    billsOverage: true,
   },
   enterprise: {
     name: "Enterprise",
@@ -66,7 +95,11 @@ const DEFAULT_PLANS: Record<string, Plan> = {
     messagesPerDay: null,
     managedTokensPerMonth: null,
     storageGb: null,
+    bridges: null,
+    homeserver: { memoryMb: 4096, cpus: 4 },
     requiresOwnKey: false,
+    trialDays: 0,
+    billsOverage: false,
   },
 };
 
@@ -224,6 +257,45 @@ export const ConfigSchema = z
       .record(z.string().regex(/^[a-z0-9-]{1,32}$/, "must be a lowercase plan id"), PlanSchema)
       .default(DEFAULT_PLANS)
       .refine((plans) => Object.keys(plans).length > 0, "must define at least one plan"),
+    /**
+     * Stripe billing. Off without stripe.secretKey (self-hosting): operators
+     * then assign plans from the CLI or the admin area.
+     */
+    billing: z
+      .strictObject({
+        stripe: z
+          .strictObject({
+            secretKey: z
+              .string()
+              .regex(/^(sk|rk)_[A-Za-z0-9_]+$/, "must be a Stripe secret or restricted key")
+              .optional(),
+            /** The webhook endpoint's signing secret (whsec_…). */
+            webhookSecret: z
+              .string()
+              .regex(/^whsec_[A-Za-z0-9_]+$/, "must be a webhook signing secret (whsec_…)")
+              .optional(),
+            /** Where the Stripe API is; only changed for tests and mock servers. */
+            apiUrl: httpUrl.optional(),
+            /** The Billing Meter's event name that managed-key tokens are reported under. */
+            meterEventName: z
+              .string()
+              .regex(/^[a-z0-9_]{1,100}$/)
+              .default("switchboard_managed_tokens"),
+          })
+          .prefault({})
+          .refine(
+            (stripe) => stripe.secretKey === undefined || stripe.webhookSecret !== undefined,
+            {
+              message: "must be set when billing.stripe.secretKey is",
+              path: ["webhookSecret"],
+            },
+          ),
+        /** Days a tenant stays past due (agents answering, banner shown) before it is suspended. */
+        graceDays: z.number().int().min(0).max(90).default(7),
+        /** Days a cancelled tenant's data is kept before its homeserver and data are deleted. */
+        cancellationRetentionDays: z.number().int().min(0).max(3650).default(30),
+      })
+      .prefault({}),
     /** The plan a new tenant starts on; must be one of plans. */
     defaultPlan: z.string().default("free"),
     synapse: z
