@@ -3,6 +3,7 @@ import { auditLog, type Actor } from "../audit/audit-log.ts";
 import { withSystemTransaction } from "../db/tenant-transaction.ts";
 import { conflict, notFound } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
+import { tenantHolds } from "./holds.ts";
 import type { TenantStatus } from "./types.ts";
 
 const MS_PER_DAY = 86_400_000;
@@ -23,18 +24,18 @@ export interface PurgedTenant {
 interface DeletionRow {
   id: string;
   slug: string;
-  status: TenantStatus;
   delete_after: Date | string | null;
-  status_before_deletion: TenantStatus | null;
 }
 
 /**
- * Deleting a tenant, in two steps. `schedule` suspends it at once (the
- * runtime reads the status on every message, so its agents stop answering
- * immediately) and sets delete_after = now + the retention period; within
- * that period `cancel` puts back the status it had before. `purgeDue` then
- * deletes the tenant row, and every table of tenant data goes with it by
- * its foreign key (`on delete cascade`).
+ * Deleting a tenant, in two steps. `schedule` places the `deletion` hold
+ * (holds.ts), which suspends the tenant at once (the runtime reads the status
+ * on every message, so its agents stop answering immediately) and sets
+ * delete_after = now + the retention period; within that period `cancel`
+ * lifts that hold, and only that one: a tenant an operator suspended, or
+ * one whose payment is overdue, stays suspended. `purgeDue` then deletes the
+ * tenant row, and every table of tenant data goes with it by its foreign
+ * key (`on delete cascade`).
  *
  * These run on the service connection: the tenants table is service-wide
  * bookkeeping, not tenant data. Each change is audited in the same
@@ -54,28 +55,29 @@ export const tenantDeletion = {
           `this tenant is already scheduled for deletion on ${new Date(row.delete_after).toISOString()}`,
         );
       const deleteAfter = new Date(Date.now() + retentionDays * MS_PER_DAY);
-      await trx("tenants").where({ id: tenantId }).update({
-        status: "suspended",
-        status_before_deletion: row.status,
-        delete_after: deleteAfter,
-      });
+      await trx("tenants").where({ id: tenantId }).update({ delete_after: deleteAfter });
       await auditLog.recordBy(trx, tenantId, by, "tenant.delete", row.slug, {
         deleteAfter: deleteAfter.toISOString(),
         retentionDays,
       });
+      await tenantHolds.place(trx, tenantId, "deletion", by);
       return { tenantId, deleteAfter };
     });
   },
 
-  /** Restores a tenant scheduled for deletion (before it is purged) to the status it had. */
+  /**
+   * Restores a tenant scheduled for deletion (before it is purged): lifts the
+   * deletion hold and returns the status the remaining holds leave it in.
+   */
   async cancel(db: Knex, tenantId: TenantId, by: Actor): Promise<TenantStatus> {
     return withSystemTransaction(db, async (trx) => {
       const row = await lockTenant(trx, tenantId);
       if (row.delete_after === null) throw conflict("this tenant is not scheduled for deletion");
-      const status = row.status_before_deletion ?? "active";
-      await trx("tenants")
-        .where({ id: tenantId })
-        .update({ status, status_before_deletion: null, delete_after: null });
+      await trx("tenants").where({ id: tenantId }).update({ delete_after: null });
+      await tenantHolds.lift(trx, tenantId, "deletion", by);
+      const { status } = (await trx("tenants").where({ id: tenantId }).first("status")) as {
+        status: TenantStatus;
+      };
       await auditLog.recordBy(trx, tenantId, by, "tenant.restore", row.slug, { status });
       return status;
     });
@@ -124,8 +126,7 @@ async function lockTenant(trx: Knex.Transaction, tenantId: TenantId): Promise<De
   const row = (await trx("tenants")
     .where({ id: tenantId })
     .forUpdate()
-    .first("id", "slug", "status", "delete_after", "status_before_deletion")) as
-    DeletionRow | undefined;
+    .first("id", "slug", "delete_after")) as DeletionRow | undefined;
   if (row === undefined) throw notFound("tenant");
   return row;
 }

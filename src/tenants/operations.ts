@@ -6,6 +6,7 @@ import type { Plan } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { badRequest, conflict, notFound } from "../shared/errors.ts";
 import { isUuid, type TenantId } from "../shared/ids.ts";
+import { tenantHolds } from "./holds.ts";
 import type { TenantStatus } from "./types.ts";
 
 /** A tenant as operators see it in the admin area. */
@@ -86,28 +87,28 @@ export class TenantOperations {
     return overview;
   }
 
-  /** Stops the tenant's agents (the runtime skips suspended tenants); data is kept. */
+  /**
+   * Places the operator's hold: the tenant's agents stop (the runtime reads
+   * the status on every message); data is kept. Other holds (billing,
+   * deletion) are independent of this one.
+   */
   async suspend(tenantId: string, by: Actor): Promise<OperationResult> {
     return this.#change(tenantId, async (trx, row) => {
-      if (row.status === "suspended") throw conflict(`tenant "${row.slug}" is already suspended`);
-      await trx("tenants").where({ id: row.id }).update({ status: "suspended" });
-      await auditLog.recordBy(trx, row.id as TenantId, by, "tenant.suspend", row.slug, {
-        from: row.status,
-      });
+      if (!(await tenantHolds.place(trx, row.id as TenantId, "operator", by)))
+        throw conflict(`tenant "${row.slug}" is already suspended by an operator`);
       return true;
     });
   }
 
-  /** Lifts a suspension, back to the status the tenant had before it (active or provisioning). */
+  /**
+   * Lifts the operator's hold. The tenant stays suspended while another hold
+   * remains (unpaid, scheduled for deletion); else it is active, or still
+   * provisioning when its homeserver was never provisioned.
+   */
   async resume(tenantId: string, by: Actor): Promise<OperationResult> {
     return this.#change(tenantId, async (trx, row) => {
-      if (row.status !== "suspended") throw conflict(`tenant "${row.slug}" is not suspended`);
-      const [last] = (await auditLog.page(trx, { limit: 50 })).filter(
-        (entry) => entry.action === "tenant.suspend",
-      );
-      const to: TenantStatus = last?.details?.from === "provisioning" ? "provisioning" : "active";
-      await trx("tenants").where({ id: row.id }).update({ status: to });
-      await auditLog.recordBy(trx, row.id as TenantId, by, "tenant.resume", row.slug, { to });
+      if (!(await tenantHolds.lift(trx, row.id as TenantId, "operator", by)))
+        throw conflict(`tenant "${row.slug}" is not suspended by an operator`);
       return true;
     });
   }

@@ -52,7 +52,11 @@ export class TenantRepository {
     db: Knex,
     tenant: { slug: string; name: string; plan: string; status: TenantStatus },
   ): Promise<Tenant> {
-    const [row] = (await db("tenants").insert(tenant).returning("*")) as TenantRow[];
+    // A tenant that starts active has its homeserver already (see holds.ts).
+    const provisioned = tenant.status === "provisioning" ? { provisioned_at: null } : {};
+    const [row] = (await db("tenants")
+      .insert({ ...tenant, ...provisioned })
+      .returning("*")) as TenantRow[];
     return toTenant(row as TenantRow);
   }
 
@@ -96,10 +100,6 @@ export class TenantRepository {
   async listTenants(db: Knex): Promise<Tenant[]> {
     const rows = (await db("tenants").orderBy("created_at")) as TenantRow[];
     return rows.map(toTenant);
-  }
-
-  async setStatus(db: Knex, id: TenantId, status: TenantStatus): Promise<void> {
-    await db("tenants").where({ id }).update({ status });
   }
 
   async insertHomeserver(

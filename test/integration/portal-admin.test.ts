@@ -155,9 +155,9 @@ describe("operator admin area", () => {
     const [entry] = await auditOf(acme.id);
     expect(entry).toMatchObject({
       actor: "ops@example.org",
-      action: "tenant.suspend",
+      action: "tenant.hold",
       via: "api",
-      details: { from: "active" },
+      details: { reason: "operator", status: "suspended" },
     });
 
     const before = await snapshot(acme.id);
@@ -174,7 +174,7 @@ describe("operator admin area", () => {
     const log = await owner.request(`/api/v1/tenants/${acme.id}/audit`);
     expect((log.json() as { items: { actor: string; action: string }[] }).items[0]).toMatchObject({
       actor: "ops@example.org",
-      action: "tenant.suspend",
+      action: "tenant.hold",
     });
 
     const resumed = await operator.request(`/api/v1/admin/tenants/${acme.id}/resume`, {
@@ -189,7 +189,10 @@ describe("operator admin area", () => {
   });
 
   it("resumes a tenant that was provisioning back to provisioning", async () => {
-    await t.app.database.knex("tenants").where({ id: bravo.id }).update({ status: "provisioning" });
+    await t.app.database
+      .knex("tenants")
+      .where({ id: bravo.id })
+      .update({ status: "provisioning", provisioned_at: null });
     await operator.request(`/api/v1/admin/tenants/${bravo.id}/suspend`, { method: "POST" });
     const resumed = await operator.request(`/api/v1/admin/tenants/${bravo.id}/resume`, {
       method: "POST",
@@ -302,7 +305,7 @@ describe("operator admin area", () => {
     const suspend = await operator.request(`/admin/tenants/${acme.id}/suspend`, { form: {} });
     expect(suspend.statusCode).toBe(303);
     expect(suspend.headers.location).toBe(`/admin/tenants/${acme.id}`);
-    expect((await auditOf(acme.id))[0]).toMatchObject({ action: "tenant.suspend", via: "portal" });
+    expect((await auditOf(acme.id))[0]).toMatchObject({ action: "tenant.hold", via: "portal" });
     const shown = await operator.request(`/admin/tenants/${acme.id}`);
     expect(shown.body).toContain("Suspended: its agents stop answering");
 
@@ -338,7 +341,7 @@ describe("operator admin area", () => {
         .statusCode,
     ).toBe(303);
     const actions = (await auditOf(acme.id)).slice(0, 3).map((entry) => entry.action);
-    expect(actions).toEqual(["tenant.plan", "tenant.reprovision", "tenant.resume"]);
+    expect(actions).toEqual(["tenant.plan", "tenant.reprovision", "tenant.release"]);
   });
 
   it("pages through a tenant's audit log (API and page)", async () => {
@@ -351,7 +354,7 @@ describe("operator admin area", () => {
         `/api/v1/admin/tenants/${acme.id}/audit?limit=2&cursor=${first.nextCursor}`,
       )
     ).json() as { items: { action: string }[] };
-    expect(second.items[0]?.action).toBe("tenant.resume");
+    expect(second.items[0]?.action).toBe("tenant.release");
     const page = await operator.request(`/admin/tenants/${acme.id}?limit=2`);
     expect(page.body).toMatch(/href="\/admin\/tenants\/[^"]+\?cursor=/);
     expect((await operator.request(`/admin/tenants/${acme.id}?cursor=@@`)).statusCode).toBe(400);

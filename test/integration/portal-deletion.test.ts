@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TenantId } from "../../src/shared/ids.ts";
+import { withSystemTransaction } from "../../src/db/tenant-transaction.ts";
 import { tenantDeletion } from "../../src/tenants/deletion.ts";
+import { tenantHolds } from "../../src/tenants/holds.ts";
 import { BACKENDS } from "../support/database.ts";
 import { seedTenant, signedInOperator } from "../support/ops-fixtures.ts";
 import { startPortalTest, type Browser, type PortalTest } from "../support/portal.ts";
@@ -122,8 +124,11 @@ describe.each(BACKENDS)("tenant deletion (%s)", (backend) => {
     expect(await row(acme.id)).toMatchObject({ status: "active", delete_after: null });
   });
 
-  it("gives back the status a tenant had: a suspended tenant stays suspended after a restore", async () => {
-    await t.app.tenantRepository.setStatus(t.app.database.knex, other.id, "suspended");
+  it("lifts only the deletion hold: a tenant an operator suspended stays suspended after a restore", async () => {
+    const ops = { id: "ops@example.org", via: "cli" } as const;
+    await withSystemTransaction(t.app.database.knex, (trx) =>
+      tenantHolds.place(trx, other.id, "operator", ops),
+    );
     const deleted = await stranger.request(`/api/v1/tenants/${other.id}?confirm=other`, {
       method: "DELETE",
     });
@@ -144,8 +149,12 @@ describe.each(BACKENDS)("tenant deletion (%s)", (backend) => {
       .where({ tenant_id: other.id })
       .orderBy("id")
       .select("action", "actor")) as { action: string; actor: string }[];
+    // The deletion's hold is lifted; the operator's stays.
     expect(audit).toEqual([
+      { action: "tenant.hold", actor: "ops@example.org" },
       { action: "tenant.delete", actor: "stranger@example.org" },
+      { action: "tenant.hold", actor: "stranger@example.org" },
+      { action: "tenant.release", actor: "operator@example.org" },
       { action: "tenant.restore", actor: "operator@example.org" },
     ]);
   });
