@@ -34,6 +34,8 @@ import { SessionStore } from "./portal/auth/sessions.ts";
 import { outboxDir } from "./portal/outbox.ts";
 import { Portal } from "./portal/portal.ts";
 import { ApiTokens } from "./tenants/api-tokens.ts";
+import { Entitlements } from "./tenants/entitlements.ts";
+import { PlanChanges } from "./tenants/plan-changes.ts";
 
 /** A key test is one tiny call; it should not keep an admin waiting long. */
 const KEY_TEST_TIMEOUT_MS = 15_000;
@@ -59,6 +61,10 @@ export interface App {
   readonly runtime: Runtime;
   readonly accounts: AccountService;
   readonly apiTokens: ApiTokens;
+  /** What each tenant's plan allows; asked by every surface. */
+  readonly entitlements: Entitlements;
+  /** Moving tenants between plans (operators; billing). */
+  readonly planChanges: PlanChanges;
   /** The web portal and JSON API (built on first use; `start()` listens). */
   readonly portal: Portal;
   /** The appservice registration YAML for a tenant's homeserver. */
@@ -97,7 +103,11 @@ export async function createApp(
         timeoutMs: config.models.timeoutMs,
         maxRetries: config.models.maxRetries,
       }));
-  const agents = new AgentService(db, config.models);
+  const portalUrl = (
+    config.portal.publicUrl ?? `http://${config.portal.host}:${String(config.portal.port)}`
+  ).replace(/\/+$/, "");
+  const entitlements = new Entitlements(db, config.plans, config.defaultPlan);
+  const agents = new AgentService(db, config.models, entitlements);
   const providerKeys = new ProviderKeys(db, cipher);
   const memory = new MemoryService(db);
   const commands = buildCommands({
@@ -132,6 +142,8 @@ export async function createApp(
       render: markdownToHtml,
       log,
       observe: observeTurns(metrics),
+      entitlements,
+      portalUrl,
     },
     config.runtime.agentPrefix,
     roomSizes,
@@ -146,9 +158,6 @@ export async function createApp(
     metrics,
   });
   const tenants = new TenantService(db, tenantRepository, config.defaultPlan);
-  const portalUrl = (
-    config.portal.publicUrl ?? `http://${config.portal.host}:${String(config.portal.port)}`
-  ).replace(/\/+$/, "");
   const mailer = createMailer({
     smtpUrl: config.portal.mail.smtpUrl,
     from: config.portal.mail.from,
@@ -199,6 +208,14 @@ export async function createApp(
     accounts,
     apiTokens,
     portal,
+    entitlements,
+    planChanges: new PlanChanges({
+      db,
+      plans: config.plans,
+      mailer,
+      publicUrl: portalUrl,
+      log,
+    }),
     registrationYaml: (homeserver) =>
       registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {

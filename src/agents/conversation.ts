@@ -5,7 +5,9 @@ import { platformOfUserId, resolvePerson } from "../memory/people.ts";
 import type { MatrixUserId, RoomId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Tenant } from "../tenants/types.ts";
+import { tenantHolds } from "../tenants/holds.ts";
 import { agentNameOf, agentUserId } from "./identity.ts";
+import { limitNotices, postLimitNotice, suspensionNotice } from "./limit-notices.ts";
 import type { ChatGateway, IncomingInvite, IncomingMessage, MembershipChange } from "./ports.ts";
 import { agentRepository } from "./repository.ts";
 import { roomPolicies } from "./room-policies.ts";
@@ -176,8 +178,9 @@ export class Conversations {
       roomPolicies: prepared.policies,
     });
     if (tenant.status !== "active") {
-      if (responders.length > 0)
-        this.#log.info({ tenantId: tenant.id }, "tenant suspended; not answering");
+      const [first] = responders;
+      if (first !== undefined && tenant.status === "suspended")
+        await this.#noticeSuspended(context, first, message);
       return;
     }
     // One after another: several agents in a room take turns rather than talk over each other.
@@ -205,6 +208,41 @@ export class Conversations {
         message,
       );
     }
+  }
+
+  /**
+   * A suspended tenant's agents do not answer (nor call a model); the first
+   * agent that would have says why, once per room and UTC day.
+   */
+  async #noticeSuspended(
+    context: TenantContext,
+    responder: AgentIdentity,
+    message: IncomingMessage,
+  ): Promise<void> {
+    const { tenant } = context;
+    const claimed = await withTenant(this.#db, tenant.id, async (trx) => {
+      const day = await limitNotices.claim(trx, tenant.id, message.roomId, "suspended");
+      if (day === null) return null;
+      const holds = await tenantHolds.list(trx, tenant.id);
+      return { day, reasons: holds.map((hold) => hold.reason) };
+    });
+    this.#log.info(
+      { tenantId: tenant.id, roomId: message.roomId, notice: claimed !== null },
+      "tenant suspended; not answering",
+    );
+    if (claimed === null) return;
+    await postLimitNotice(
+      context.chat,
+      {
+        sender: responder.userId,
+        roomId: message.roomId,
+        threadRootId: message.threadRootId,
+        kind: "suspended",
+        day: claimed.day,
+        body: suspensionNotice(claimed.reasons, this.#deps.portalUrl ?? null),
+      },
+      this.#log,
+    );
   }
 
   #isOurs(context: TenantContext, userId: MatrixUserId): boolean {

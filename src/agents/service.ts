@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { conflict, notFound } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
+import type { Entitlements } from "../tenants/entitlements.ts";
 import { agentRepository } from "./repository.ts";
 import { roomPolicies } from "./room-policies.ts";
 import type { Agent, RoomTriggerPolicy } from "./types.ts";
@@ -22,10 +23,12 @@ import {
 export class AgentService {
   readonly #db: Knex;
   readonly #models: Config["models"];
+  readonly #entitlements: Entitlements;
 
-  constructor(db: Knex, models: Config["models"]) {
+  constructor(db: Knex, models: Config["models"], entitlements: Entitlements) {
     this.#db = db;
     this.#models = models;
+    this.#entitlements = entitlements;
   }
 
   /** Settings a new agent gets unless the input says otherwise. */
@@ -62,6 +65,10 @@ export class AgentService {
     return withTenant(this.#db, tenantId, async (trx) => {
       if ((await agentRepository.findByName(trx, name)) !== undefined)
         throw conflict(`an agent named "${name}" already exists`);
+      // Asked here, in the write's transaction, so every surface refuses alike.
+      if (settings.keySource === "managed")
+        this.#entitlements.assertManagedKeyAllowed(await this.#entitlements.planIn(trx, tenantId));
+      if (settings.status === "active") await this.#entitlements.assertCanAddAgent(trx, tenantId);
       const agent = await agentRepository.insert(trx, tenantId, name, settings);
       await auditLog.recordBy(trx, tenantId, by, "agent.create", name, {
         provider: agent.provider,
@@ -83,6 +90,10 @@ export class AgentService {
       ) {
         changes.model = this.#models[changes.provider].defaultModel;
       }
+      if (changes.keySource === "managed" && agent.keySource !== "managed")
+        this.#entitlements.assertManagedKeyAllowed(await this.#entitlements.planIn(trx, tenantId));
+      if (changes.status === "active" && agent.status !== "active")
+        await this.#entitlements.assertCanActivateAgent(trx, tenantId);
       const updated = (await agentRepository.update(trx, agent.id, changes)) as Agent;
       // Instructions can be long and personal; the log says they changed, not what they say.
       const logged = Object.fromEntries(

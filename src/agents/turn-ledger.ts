@@ -13,6 +13,8 @@ export type TurnStatus = "started" | "answered" | "failed";
 export interface TurnRecord {
   readonly status: TurnStatus;
   readonly replyEventId: EventId | null;
+  /** True when this call started the turn (false: resumed or already finished). */
+  readonly fresh: boolean;
 }
 
 interface TurnRow {
@@ -29,7 +31,7 @@ export const turnLedger = {
     agentId: AgentId,
     roomId: RoomId,
   ): Promise<TurnRecord> {
-    await trx("turns")
+    const inserted = (await trx("turns")
       .insert({
         tenant_id: tenantId,
         event_id: eventId,
@@ -38,11 +40,32 @@ export const turnLedger = {
         status: "started",
       })
       .onConflict(["tenant_id", "event_id", "agent_id"])
-      .ignore();
+      .ignore()
+      .returning("status")) as unknown[];
     const row = (await trx("turns")
       .where({ event_id: eventId, agent_id: agentId })
       .first()) as TurnRow;
-    return { status: row.status, replyEventId: row.reply_event_id as EventId | null };
+    return {
+      status: row.status,
+      replyEventId: row.reply_event_id as EventId | null,
+      fresh: inserted.length > 0,
+    };
+  },
+
+  /**
+   * Ends a fresh turn without running it (the tenant's plan refused it):
+   * `failed` with the reason, so a retry of the event does not run it either.
+   * Nothing was counted for it, so nothing is given back.
+   */
+  async refuse(
+    trx: Knex.Transaction,
+    eventId: EventId,
+    agentId: AgentId,
+    reason: string,
+  ): Promise<void> {
+    await trx("turns")
+      .where({ event_id: eventId, agent_id: agentId })
+      .update({ status: "failed", error: reason, finished_at: trx.fn.now() });
   },
 
   async setReplyEvent(
@@ -81,16 +104,28 @@ export const turnLedger = {
         output_tokens: usage.outputTokens,
         finished_at: trx.fn.now(),
       });
-    if (outcome.status !== "answered") return;
-    // Usage meters: one message and its tokens, on the tenant's day (UTC).
-    await trx.raw(
-      `insert into usage_daily (tenant_id, day, messages, input_tokens, output_tokens)
-       values (?, (now() at time zone 'utc')::date, 1, ?, ?)
-       on conflict (tenant_id, day) do update set
-         messages = usage_daily.messages + 1,
-         input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-         output_tokens = usage_daily.output_tokens + excluded.output_tokens`,
-      [tenantId, usage.inputTokens, usage.outputTokens],
+    // The message was counted when the turn began (Entitlements.reserveMessage,
+    // so concurrent turns cannot pass the daily limit), on the day it began.
+    // An answered turn adds its tokens there; a failed one gives the message
+    // back, so usage_daily.messages counts answered turns.
+    const startedDay = trx.raw(
+      "(select (started_at at time zone 'utc')::date from turns where tenant_id = ? and event_id = ? and agent_id = ?)",
+      [tenantId, eventId, agentId],
     );
+    if (outcome.status === "answered") {
+      await trx.raw(
+        `insert into usage_daily (tenant_id, day, messages, input_tokens, output_tokens)
+         values (?, ?, 0, ?, ?)
+         on conflict (tenant_id, day) do update set
+           input_tokens = usage_daily.input_tokens + excluded.input_tokens,
+           output_tokens = usage_daily.output_tokens + excluded.output_tokens`,
+        [tenantId, startedDay, usage.inputTokens, usage.outputTokens],
+      );
+    } else {
+      await trx("usage_daily")
+        .where({ tenant_id: tenantId })
+        .where("day", startedDay)
+        .update({ messages: trx.raw("greatest(messages - 1, 0)") });
+    }
   },
 };

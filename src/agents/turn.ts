@@ -18,9 +18,11 @@ import type { SecretCipher } from "../secrets/cipher.ts";
 import { describeError } from "../shared/errors.ts";
 import type { PersonId, TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { Entitlements } from "../tenants/entitlements.ts";
 import { AnswerStream } from "./answer-stream.ts";
 import { extractFacts } from "./fact-extraction.ts";
 import { resolveCredentials } from "./credentials.ts";
+import { limitNotices, messageLimitNotice, postLimitNotice } from "./limit-notices.ts";
 import { MEMORY_TOOLS, parseMemoryToolCall } from "./memory-tools.ts";
 import type { ChatGateway, IncomingMessage } from "./ports.ts";
 import { buildPrompt } from "./prompt.ts";
@@ -50,6 +52,10 @@ export interface TurnDependencies {
   readonly log: Logger;
   /** Told how each turn ended (metrics); must not throw. */
   readonly observe?: TurnObserver;
+  /** The plan's daily messages, counted before each answer. */
+  readonly entitlements: Entitlements;
+  /** The portal's base URL, named in the notice of a suspended tenant. */
+  readonly portalUrl?: string;
 }
 
 /** Outcome of one turn, for metrics: answered, or failed and why. */
@@ -100,6 +106,15 @@ export async function runTurn(
   const prepared = await withTenant(deps.db, tenantId, async (trx) => {
     const ledger = await turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId);
     if (ledger.status !== "started") return { ledger, context: null };
+    // Counted now, in the ledger's transaction, so concurrent turns cannot overshoot the plan.
+    if (ledger.fresh) {
+      const allowance = await deps.entitlements.reserveMessage(trx, tenantId);
+      if (!allowance.allowed) {
+        await turnLedger.refuse(trx, message.eventId, agent.id, "daily message limit reached");
+        const day = await limitNotices.claim(trx, tenantId, message.roomId, "messages");
+        return { ledger, context: null, limited: { allowance, day } };
+      }
+    }
     await applyMemoryIntent(trx, agent, context.personId, message, request);
     const credentials = await resolveCredentials(trx, agent, deps.models, deps.cipher);
     const window = await recentHistory(trx, {
@@ -125,6 +140,24 @@ export async function runTurn(
     return { ledger, context: { credentials, history, facts } };
   });
   const { ledger } = prepared;
+  if ("limited" in prepared) {
+    const { allowance, day } = prepared.limited;
+    log.info({ used: allowance.used, limit: allowance.limit }, "daily message limit reached");
+    if (day !== null)
+      await postLimitNotice(
+        chat,
+        {
+          sender: agentUserId,
+          roomId: message.roomId,
+          threadRootId: message.threadRootId,
+          kind: "messages",
+          day,
+          body: messageLimitNotice(allowance),
+        },
+        log,
+      );
+    return;
+  }
   if (prepared.context === null) {
     log.debug({ status: ledger.status }, "turn already finished; not answering again");
     return;

@@ -11,6 +11,7 @@ import { startEmbedded } from "../embedded/start.ts";
 import { createApp, type App } from "../main.ts";
 import { isAppError } from "../shared/errors.ts";
 import { registerOperatorCommands } from "./operator.ts";
+import { registerTenantPlanCommand } from "./tenant-plan.ts";
 import { printDemo, readSecretFromStdin, writeOut } from "./output.ts";
 
 /**
@@ -125,6 +126,7 @@ tenant.command("list").action(() =>
       writeOut(`${row.slug}\t${row.status}\t${row.id}\t${row.name}`);
   }),
 );
+registerTenantPlanCommand(tenant, withApp, OPERATOR);
 
 program
   .command("registration")

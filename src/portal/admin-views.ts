@@ -5,6 +5,7 @@ import {
   type HomeserverHealthStatus,
 } from "../tenants/homeserver-health.ts";
 import { TenantOperations, type TenantOverview } from "../tenants/operations.ts";
+import { PlanChanges } from "../tenants/plan-changes.ts";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { isAppError } from "../shared/errors.ts";
 import { requireOperator } from "./access.ts";
@@ -23,7 +24,17 @@ export function adminServices(deps: PortalDeps): AdminServices {
   let services = servicesByDeps.get(deps);
   if (services === undefined) {
     services = {
-      operations: new TenantOperations(deps.db, deps.config.plans),
+      operations: new TenantOperations(
+        deps.db,
+        deps.config.plans,
+        new PlanChanges({
+          db: deps.db,
+          plans: deps.config.plans,
+          mailer: deps.mailer,
+          publicUrl: deps.publicUrl,
+          log: deps.log,
+        }),
+      ),
       health: new HttpHomeserverHealth(),
     };
     servicesByDeps.set(deps, services);

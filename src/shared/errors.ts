@@ -31,20 +31,27 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   /** Structured details safe to show the caller (e.g. which field was wrong). */
   readonly details: Readonly<Record<string, unknown>> | undefined;
+  readonly #httpStatus: number | undefined;
 
+  /**
+   * `options.httpStatus` overrides the code's usual status where one code
+   * covers two situations (a plan's limit is `limit_reached` like a rate
+   * limit, but retrying later does not help, so it is 403, not 429).
+   */
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { details?: Record<string, unknown>; cause?: unknown },
+    options?: { details?: Record<string, unknown>; cause?: unknown; httpStatus?: number },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AppError";
     this.code = code;
     this.details = options?.details;
+    this.#httpStatus = options?.httpStatus;
   }
 
   get httpStatus(): number {
-    return HTTP_STATUS[this.code];
+    return this.#httpStatus ?? HTTP_STATUS[this.code];
   }
 }
 

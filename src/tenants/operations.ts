@@ -1,12 +1,11 @@
 import type { Knex } from "knex";
-import { z } from "zod";
-import { parseOrThrow } from "../agents/validation.ts";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
 import type { Plan } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
-import { badRequest, conflict, notFound } from "../shared/errors.ts";
+import { conflict, notFound } from "../shared/errors.ts";
 import { isUuid, type TenantId } from "../shared/ids.ts";
 import { tenantHolds } from "./holds.ts";
+import type { PlanChanges } from "./plan-changes.ts";
 import type { TenantStatus } from "./types.ts";
 
 /** A tenant as operators see it in the admin area. */
@@ -37,6 +36,11 @@ interface TenantRow {
   provision_requested_at: Date;
 }
 
+/** A plan change: also the agents the downgrade paused (newest first). */
+export interface PlanResult extends OperationResult {
+  readonly pausedAgents: readonly string[];
+}
+
 /** Suspend/resume/re-provision/plan change: what happened, for the caller's message. */
 export interface OperationResult {
   readonly tenant: TenantOverview;
@@ -54,10 +58,12 @@ export interface OperationResult {
 export class TenantOperations {
   readonly #db: Knex;
   readonly #plans: Readonly<Record<string, Plan>>;
+  readonly #planChanges: PlanChanges;
 
-  constructor(db: Knex, plans: Readonly<Record<string, Plan>>) {
+  constructor(db: Knex, plans: Readonly<Record<string, Plan>>, planChanges: PlanChanges) {
     this.#db = db;
     this.#plans = plans;
+    this.#planChanges = planChanges;
   }
 
   /**
@@ -122,22 +128,18 @@ export class TenantOperations {
     });
   }
 
-  /** Puts the tenant on a plan from config.plans (billing off: operators assign plans). */
-  async assignPlan(tenantId: string, planInput: unknown, by: Actor): Promise<OperationResult> {
-    const plan = parseOrThrow(z.string().trim().min(1).max(32), planInput);
-    if (!Object.hasOwn(this.#plans, plan))
-      throw badRequest(`plan: must be one of ${Object.keys(this.#plans).join(", ")}`, {
-        field: "plan",
-      });
-    return this.#change(tenantId, async (trx, row) => {
-      if (row.plan === plan) return false;
-      await trx("tenants").where({ id: row.id }).update({ plan });
-      await auditLog.recordBy(trx, row.id as TenantId, by, "tenant.plan", row.slug, {
-        from: row.plan,
-        to: plan,
-      });
-      return true;
-    });
+  /**
+   * Puts the tenant on a plan from config.plans (billing off: operators
+   * assign plans), through PlanChanges: a downgrade pauses the newest extra
+   * agents and mails the owners which.
+   */
+  async assignPlan(tenantId: string, planInput: unknown, by: Actor): Promise<PlanResult> {
+    const change = await this.#planChanges.apply(tenantId, planInput, by);
+    return {
+      tenant: await this.get(tenantId),
+      changed: change.changed,
+      pausedAgents: change.pausedAgents,
+    };
   }
 
   /** The plans an operator can choose from, in config order. */

@@ -83,6 +83,8 @@ describe.each(BACKENDS)("portal agents (%s)", (backend) => {
       { browser: member, role: "member" },
     ]);
     other = await seedTenant(t, "other", [{ browser: stranger, role: "owner" }]);
+    // Several agents per tenant here; plan limits have their own tests (entitlements).
+    await t.app.database.knex("tenants").update({ plan: "enterprise" });
     chat = agentCommands({
       agents: t.app.agents,
       agentPrefix: t.config.runtime.agentPrefix,

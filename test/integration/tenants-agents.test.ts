@@ -7,6 +7,7 @@ import { AppError, type ErrorCode } from "../../src/shared/errors.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { ProviderKeys } from "../../src/tenants/provider-keys.ts";
 import { TenantRepository } from "../../src/tenants/repository.ts";
+import { Entitlements } from "../../src/tenants/entitlements.ts";
 import { TenantService, type NewTenant } from "../../src/tenants/service.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
 
@@ -59,8 +60,13 @@ describe.each(BACKENDS)("tenants, agents and provider keys on %s", (kind) => {
     // Wired as src/main.ts wires them, with a config parsed the real way.
     const config = parseConfig("", { SWITCHBOARD_MASTER_KEY: `test:${MASTER_KEY}` });
     cipher = new SecretCipher(config.secrets.masterKeys, config.secrets.activeKeyId ?? "test");
-    tenants = new TenantService(database.knex, new TenantRepository(cipher), "free");
-    agents = new AgentService(database.knex, config.models);
+    // Enterprise (unlimited): these tests make several agents per tenant; plan limits are tested in entitlements tests.
+    tenants = new TenantService(database.knex, new TenantRepository(cipher), "enterprise");
+    agents = new AgentService(
+      database.knex,
+      config.models,
+      new Entitlements(database.knex, config.plans, config.defaultPlan),
+    );
     providerKeys = new ProviderKeys(database.knex, cipher);
   });
 
