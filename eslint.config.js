@@ -43,7 +43,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/matrix/**", "test/**", "bench/**"],
+    files: ["src/matrix/**", "src/billing/**", "test/**", "bench/**"],
     rules: { "no-restricted-imports": "off" },
   },
   {

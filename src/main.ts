@@ -34,6 +34,8 @@ import { SessionStore } from "./portal/auth/sessions.ts";
 import { outboxDir } from "./portal/outbox.ts";
 import { Portal } from "./portal/portal.ts";
 import { ApiTokens } from "./tenants/api-tokens.ts";
+import { createBilling } from "./billing/create.ts";
+import type { Billing } from "./billing/service.ts";
 import { Entitlements } from "./tenants/entitlements.ts";
 import { PlanChanges } from "./tenants/plan-changes.ts";
 
@@ -67,6 +69,8 @@ export interface App {
   readonly planChanges: PlanChanges;
   /** The web portal and JSON API (built on first use; `start()` listens). */
   readonly portal: Portal;
+  /** Plans and Stripe billing; its timers run with the portal. */
+  readonly billing: Billing;
   /** The appservice registration YAML for a tenant's homeserver. */
   registrationYaml(homeserver: TenantHomeserver): string;
   close(): Promise<void>;
@@ -166,6 +170,14 @@ export async function createApp(
   });
   const accounts = new AccountService(db, mailer, { publicUrl: portalUrl, log });
   const apiTokens = new ApiTokens(db);
+  const planChanges = new PlanChanges({
+    db,
+    plans: config.plans,
+    mailer,
+    publicUrl: portalUrl,
+    log,
+  });
+  const billing = createBilling({ config, db, log, mailer, publicUrl: portalUrl, planChanges });
   const portal = new Portal({
     config,
     log,
@@ -191,6 +203,7 @@ export async function createApp(
       maxBytes: config.portal.maxAvatarBytes,
       log,
     }),
+    billing,
     metricsRegistries: [metrics.registry],
     publicUrl: portalUrl,
   });
@@ -208,14 +221,9 @@ export async function createApp(
     accounts,
     apiTokens,
     portal,
+    billing,
     entitlements,
-    planChanges: new PlanChanges({
-      db,
-      plans: config.plans,
-      mailer,
-      publicUrl: portalUrl,
-      log,
-    }),
+    planChanges,
     registrationYaml: (homeserver) =>
       registrationToYaml(buildRegistration(homeserver, registrationParameters(config))),
     close: async () => {

@@ -38,6 +38,7 @@ export class Portal {
       void this.purgeDeletedTenants();
     }, HOUR_MS);
     this.#housekeeping.unref();
+    this.#deps.billing.start();
     this.#log.info({ url, publicUrl: this.#deps.publicUrl }, "portal listening");
     return url;
   }
@@ -57,6 +58,7 @@ export class Portal {
 
   async stop(): Promise<void> {
     clearInterval(this.#housekeeping);
+    this.#deps.billing.stop();
     await this.#app?.close();
   }
 }

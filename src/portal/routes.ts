@@ -3,6 +3,8 @@ import { accountPages } from "./pages/accounts.ts";
 import { homePages } from "./pages/home.ts";
 import { adminApi } from "./api/admin.ts";
 import { auditApi } from "./api/audit.ts";
+import { billingApi } from "./api/billing.ts";
+import { billingPages } from "./pages/billing.ts";
 import { usageApi } from "./api/usage.ts";
 import { apiDocs } from "./docs.ts";
 import { healthRoutes } from "./health.ts";
@@ -29,6 +31,9 @@ const FEATURES: readonly ((app: PortalApp, deps: PortalDeps) => void)[] = [
   // First: its request hooks see every route.
   portalMetrics,
   healthRoutes,
+  // Early: its hook puts the past-due banner on every tenant page.
+  billingPages,
+  billingApi,
   homePages,
   accountPages,
   accountApi,

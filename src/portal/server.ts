@@ -48,7 +48,8 @@ export async function buildPortal(deps: PortalDeps): Promise<PortalApp> {
         scriptSrc: ["'self'"],
         styleSrc: ["'self'"],
         imgSrc: ["'self'", "data:"],
-        formAction: ["'self'"],
+        // Upgrade and "Manage billing" forms answer with a redirect to Stripe, which form-action also governs.
+        formAction: ["'self'", ...deps.billing.redirectOrigins],
         frameAncestors: ["'none'"],
         // Plain-HTTP self-hosting and the embedded mode must keep working.
         upgradeInsecureRequests: deps.publicUrl.startsWith("https:") ? [] : null,

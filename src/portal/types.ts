@@ -12,6 +12,7 @@ import type { Account } from "../accounts/types.ts";
 import type { Mailer } from "../accounts/mailer.ts";
 import type { AgentAvatars } from "../agents/avatar.ts";
 import type { AgentService } from "../agents/service.ts";
+import type { Billing } from "../billing/service.ts";
 import type { Config } from "../config/schema.ts";
 import type { MemoryService } from "../memory/service.ts";
 import type { SecretCipher } from "../secrets/cipher.ts";
@@ -66,6 +67,8 @@ export interface PortalDeps {
   readonly memory: MemoryService;
   /** Agent avatars: uploaded to the tenant's homeserver, then set on the agent. */
   readonly avatars: AgentAvatars;
+  /** Plans and Stripe billing (checkout, customer portal, webhooks); off without Stripe keys. */
+  readonly billing: Billing;
   /** Registries whose metrics /metrics serves beside the portal's own (e.g. the runtime's). */
   readonly metricsRegistries: readonly Registry[];
   /** The portal's base URL as people reach it. */

@@ -43,6 +43,7 @@ export function registerViews(app: PortalApp): void {
         csrf: request.csrfToken(),
         path: request.url,
         flash: flash?.slice(0, MAX_FLASH_CHARS) ?? null,
+        pastDue: request.pastDueBanner,
         ...data,
       });
       return this.code(status).type("text/html; charset=utf-8").send(html);

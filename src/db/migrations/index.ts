@@ -8,6 +8,7 @@ import * as m006 from "./006_portal.ts";
 import * as m007 from "./007_members.ts";
 import * as m008 from "./008_tenant_deletion.ts";
 import * as m009 from "./009_audit_keyset.ts";
+import * as m010 from "./010_billing.ts";
 import * as m011 from "./011_tenant_holds.ts";
 
 interface Migration {
@@ -29,5 +30,6 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "007_members", up: m007.up },
   { name: "008_tenant_deletion", up: m008.up },
   { name: "009_audit_keyset", up: m009.up },
+  { name: "010_billing", up: m010.up },
   { name: "011_tenant_holds", up: m011.up },
 ];
