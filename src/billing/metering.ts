@@ -157,8 +157,11 @@ async function managedTokensByDay(
   return rows.map((row) => ({ day: row.day, tokens: Number(row.tokens) }));
 }
 
-/** Noon UTC of the day: inside the day whatever Stripe's aggregation window. */
+/**
+ * The start of the UTC day: inside the day, never in the future, and the
+ * same on every attempt (a retried request must carry the same parameters
+ * as the first, or Stripe refuses its idempotency key).
+ */
 function timestampOf(day: string): Date {
-  const noon = new Date(`${day}T12:00:00Z`);
-  return noon.getTime() > Date.now() ? new Date() : noon;
+  return new Date(`${day}T00:00:00Z`);
 }

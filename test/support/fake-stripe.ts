@@ -185,6 +185,11 @@ export class FakeStripe {
     this.#dropResponses = count;
   }
 
+  /** Forgets every idempotency key, as Stripe does after 24 hours. */
+  forgetIdempotencyKeys(): void {
+    this.#idempotent.clear();
+  }
+
   async close(): Promise<void> {
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
@@ -450,6 +455,11 @@ export class FakeStripe {
           return;
         }
         record(stored.status, true);
+        if (this.#dropResponses > 0) {
+          this.#dropResponses -= 1;
+          request.socket.destroy();
+          return;
+        }
         send(stored.status, stored.body, { "idempotent-replayed": "true" });
         return;
       }
