@@ -42,6 +42,11 @@ export interface StackOptions {
   readonly extractFacts?: boolean;
   /** Receives every log line at debug level (for tests that inspect logs). */
   readonly logSink?: NodeJS.WritableStream;
+  /**
+   * The plan new tenants start on; "enterprise" (unlimited) unless a test is
+   * about plan limits, so that other tests are not cut short by them.
+   */
+  readonly defaultPlan?: string;
 }
 
 /**
@@ -63,6 +68,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
         activitySaveDelayMs: 50,
       },
       memory: { extractFacts: options.extractFacts ?? false },
+      defaultPlan: options.defaultPlan ?? "enterprise",
       secrets: {
         masterKeys: { test: Buffer.alloc(32, 7).toString("base64") },
         activeKeyId: "test",
