@@ -78,9 +78,8 @@ describe.each(BACKENDS)("tenant holds (%s)", (backend) => {
     expect(await lift(acme.id, "billing")).toBe(false);
     expect(await place(acme.id, "billing")).toBe(true);
     const before = await audited();
-    const [{ since }] = (await withTenant(t.app.database.knex, acme.id, (trx) =>
-      tenantHolds.list(trx),
-    )) as [{ since: Date }];
+    const [placed] = await withTenant(t.app.database.knex, acme.id, (trx) => tenantHolds.list(trx));
+    const since = placed?.since;
     expect(await place(acme.id, "billing")).toBe(false);
     expect(await audited()).toBe(before);
     const holds = await withTenant(t.app.database.knex, acme.id, (trx) => tenantHolds.list(trx));
