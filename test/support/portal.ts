@@ -125,7 +125,8 @@ export class Browser {
   }
 }
 
-function deepMerge(
+/** Merges `extra` into `base` key by key (objects recursively; anything else replaces). */
+export function deepMerge(
   base: Record<string, unknown>,
   extra: Record<string, unknown>,
 ): Record<string, unknown> {
@@ -142,6 +143,39 @@ function deepMerge(
         : value;
   }
   return out;
+}
+
+/** The newest mail to an address in an outbox, with the first link in it. */
+export async function lastMailIn(
+  outboxDir: string,
+  email: string,
+): Promise<{ subject: string; text: string; link: string | undefined }> {
+  const mail = (await readOutbox(outboxDir, 200)).find((m) => m.to === email);
+  if (mail === undefined) throw new Error(`no mail to ${email} in the outbox`);
+  const link = /https?:\/\/\S+/.exec(mail.text)?.[0];
+  return { subject: mail.subject, text: mail.text, link };
+}
+
+/** A new browser signed in as a new account, verified through the link mailed to the outbox. */
+export async function signUpAndIn(
+  portal: PortalApp,
+  outboxDir: string,
+  email: string,
+): Promise<Browser> {
+  const client = new Browser(portal);
+  const signup = await client.request("/api/v1/accounts", {
+    json: { email, password: TEST_PASSWORD },
+  });
+  if (signup.statusCode !== 202) throw new Error(`sign-up failed: ${signup.body}`);
+  const { link } = await lastMailIn(outboxDir, email);
+  const token = new URL(link ?? "http://x/").searchParams.get("token") ?? "";
+  const verified = await client.request("/api/v1/accounts/verify", { json: { token } });
+  if (verified.statusCode !== 200) throw new Error(`verification failed: ${verified.body}`);
+  const login = await client.request("/api/v1/session", {
+    json: { email, password: TEST_PASSWORD },
+  });
+  if (login.statusCode !== 200) throw new Error(`login failed: ${login.body}`);
+  return client;
 }
 
 export async function startPortalTest(options: PortalTestOptions = {}): Promise<PortalTest> {
@@ -182,31 +216,9 @@ export async function startPortalTest(options: PortalTestOptions = {}): Promise<
   const url = port === undefined ? undefined : await app.portal.start();
   const outboxDir = join(dataDir, "outbox");
 
-  const lastMailTo: PortalTest["lastMailTo"] = async (email) => {
-    const mail = (await readOutbox(outboxDir, 200)).find((m) => m.to === email);
-    if (mail === undefined) throw new Error(`no mail to ${email} in the outbox`);
-    const link = /https?:\/\/\S+/.exec(mail.text)?.[0];
-    return { subject: mail.subject, text: mail.text, link };
-  };
-
+  const lastMailTo: PortalTest["lastMailTo"] = (email) => lastMailIn(outboxDir, email);
   const browser = (): Browser => new Browser(portal);
-
-  const signedIn = async (email: string): Promise<Browser> => {
-    const client = browser();
-    const signup = await client.request("/api/v1/accounts", {
-      json: { email, password: TEST_PASSWORD },
-    });
-    if (signup.statusCode !== 202) throw new Error(`sign-up failed: ${signup.body}`);
-    const { link } = await lastMailTo(email);
-    const token = new URL(link ?? "http://x/").searchParams.get("token") ?? "";
-    const verified = await client.request("/api/v1/accounts/verify", { json: { token } });
-    if (verified.statusCode !== 200) throw new Error(`verification failed: ${verified.body}`);
-    const login = await client.request("/api/v1/session", {
-      json: { email, password: TEST_PASSWORD },
-    });
-    if (login.statusCode !== 200) throw new Error(`login failed: ${login.body}`);
-    return client;
-  };
+  const signedIn = (email: string): Promise<Browser> => signUpAndIn(portal, outboxDir, email);
 
   return {
     app,

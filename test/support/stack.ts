@@ -3,11 +3,13 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import type { DatabaseKind } from "../../src/db/connect.ts";
 import { createApp, type App } from "../../src/main.ts";
+import { outboxDir } from "../../src/portal/outbox.ts";
 import { createLogger } from "../../src/shared/logger.ts";
 import type { Tenant } from "../../src/tenants/types.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeOpenAI, type FakeModelServer } from "./fake-models.ts";
 import { MatrixTestUser } from "./matrix-user.ts";
+import { deepMerge } from "./portal.ts";
 import { freePort, startTestHomeserver, type TestHomeserver } from "./synapse.ts";
 
 export const TEST_MODEL_KEY = "sk-test-managed-key";
@@ -30,6 +32,10 @@ export interface TestStack {
   readonly database: TestDatabase;
   readonly model: FakeModelServer;
   readonly runtimeUrl: string;
+  /** With `portal: true`, where the portal listens (also its publicUrl). */
+  readonly portalUrl: string | undefined;
+  /** Where the app's mail goes (no SMTP in tests). */
+  readonly outboxDir: string;
   addTenant(slug: string, options?: { serverName?: string }): Promise<StackTenant>;
   /** Stops the runtime (as a crash would, without draining) and starts a fresh one on the same database. */
   restartRuntime(options?: { graceful?: boolean }): Promise<void>;
@@ -47,6 +53,10 @@ export interface StackOptions {
    * about plan limits, so that other tests are not cut short by them.
    */
   readonly defaultPlan?: string;
+  /** Deep-merged over the stack's config (e.g. plans and billing for a billing journey). */
+  readonly config?: Record<string, unknown>;
+  /** Start the portal listening on a free loopback port (webhooks, mail links), billing timers with it. */
+  readonly portal?: boolean;
 }
 
 /**
@@ -58,27 +68,43 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
   const database = await createTestDatabase(options.database ?? "postgres");
   const model = await startFakeOpenAI({ apiKeys: [TEST_MODEL_KEY] });
   const runtimePort = await freePort();
+  const portalPort = options.portal === true ? await freePort() : undefined;
+  const listening =
+    portalPort === undefined
+      ? {}
+      : {
+          portal: {
+            host: "127.0.0.1",
+            port: portalPort,
+            publicUrl: `http://127.0.0.1:${String(portalPort)}`,
+          },
+        };
   const config = parseConfig(
-    JSON.stringify({
-      dataDir: `/tmp/switchboard-test-${runtimePort}`,
-      log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
-      runtime: {
-        port: runtimePort,
-        editThrottleMs: options.editThrottleMs ?? 300,
-        activitySaveDelayMs: 50,
-      },
-      memory: { extractFacts: options.extractFacts ?? false },
-      defaultPlan: options.defaultPlan ?? "enterprise",
-      secrets: {
-        masterKeys: { test: Buffer.alloc(32, 7).toString("base64") },
-        activeKeyId: "test",
-      },
-      models: {
-        openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" },
-        maxRetries: 0,
-        timeoutMs: 10_000,
-      },
-    }),
+    JSON.stringify(
+      deepMerge(
+        {
+          dataDir: `/tmp/switchboard-test-${runtimePort}`,
+          log: { level: process.env.TEST_LOG_LEVEL ?? "warn" },
+          runtime: {
+            port: runtimePort,
+            editThrottleMs: options.editThrottleMs ?? 300,
+            activitySaveDelayMs: 50,
+          },
+          memory: { extractFacts: options.extractFacts ?? false },
+          defaultPlan: options.defaultPlan ?? "enterprise",
+          secrets: {
+            masterKeys: { test: Buffer.alloc(32, 7).toString("base64") },
+            activeKeyId: "test",
+          },
+          models: {
+            openai: { baseUrl: model.url, apiKey: TEST_MODEL_KEY, defaultModel: "test-model" },
+            maxRetries: 0,
+            timeoutMs: 10_000,
+          },
+        },
+        deepMerge(listening, options.config ?? {}),
+      ),
+    ),
     {},
     "test config",
   );
@@ -88,6 +114,9 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       : createLogger({ level: "debug", pretty: false, destination: options.logSink });
   let app = await createApp(config, { database, log });
   const runtimeUrl = await app.runtime.start();
+  // The portal stays with the app that started it (a runtime restart makes a new app).
+  const portalApp = app;
+  const portalUrl = portalPort === undefined ? undefined : await portalApp.portal.start();
   const homeservers: TestHomeserver[] = [];
 
   const stack: TestStack = {
@@ -98,6 +127,8 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     database,
     model,
     runtimeUrl,
+    portalUrl,
+    outboxDir: outboxDir(config),
     async addTenant(slug, tenantOptions = {}) {
       const serverName = tenantOptions.serverName ?? `${slug}-${runtimePort}.test`;
       const created = await app.tenants.create({
@@ -137,6 +168,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       await app.runtime.start();
     },
     async stop() {
+      if (portalUrl !== undefined) await portalApp.portal.stop().catch(() => undefined);
       await app.runtime.stop().catch(() => undefined);
       await Promise.all(homeservers.map((homeserver) => homeserver.stop()));
       await model.close();
