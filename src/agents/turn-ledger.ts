@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import type { AgentId, EventId, RoomId, TenantId } from "../shared/ids.ts";
 import type { TokenUsage } from "../models/types.ts";
+import type { KeySource } from "./types.ts";
 
 /**
  * The exactly-once ledger: one row per (triggering event, agent). A turn that
@@ -89,10 +90,14 @@ export const turnLedger = {
       error?: string;
       provider?: string;
       model?: string;
+      /** Whose key paid for the model call, when one was made. */
+      keySource?: KeySource;
       usage?: TokenUsage;
     },
   ): Promise<void> {
     const usage = outcome.usage ?? { inputTokens: 0, outputTokens: 0 };
+    const managedTokens =
+      outcome.keySource === "managed" ? usage.inputTokens + usage.outputTokens : 0;
     await trx("turns")
       .where({ event_id: eventId, agent_id: agentId })
       .update({
@@ -100,6 +105,7 @@ export const turnLedger = {
         error: outcome.error ?? null,
         provider: outcome.provider ?? null,
         model: outcome.model ?? null,
+        key_source: outcome.keySource ?? null,
         input_tokens: usage.inputTokens,
         output_tokens: usage.outputTokens,
         finished_at: trx.fn.now(),
@@ -114,12 +120,13 @@ export const turnLedger = {
     );
     if (outcome.status === "answered") {
       await trx.raw(
-        `insert into usage_daily (tenant_id, day, messages, input_tokens, output_tokens)
-         values (?, ?, 0, ?, ?)
+        `insert into usage_daily (tenant_id, day, messages, input_tokens, output_tokens, managed_tokens)
+         values (?, ?, 0, ?, ?, ?)
          on conflict (tenant_id, day) do update set
            input_tokens = usage_daily.input_tokens + excluded.input_tokens,
-           output_tokens = usage_daily.output_tokens + excluded.output_tokens`,
-        [tenantId, startedDay, usage.inputTokens, usage.outputTokens],
+           output_tokens = usage_daily.output_tokens + excluded.output_tokens,
+           managed_tokens = usage_daily.managed_tokens + excluded.managed_tokens`,
+        [tenantId, startedDay, usage.inputTokens, usage.outputTokens, managedTokens],
       );
     } else {
       await trx("usage_daily")

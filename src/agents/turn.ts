@@ -1,9 +1,7 @@
 import type { Knex } from "knex";
 import type { Config } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
-import { rememberFact, forgetFacts } from "../memory/facts.ts";
 import { recordMessage, recentHistory } from "../memory/history.ts";
-import { parseMemoryIntent } from "../memory/intents.ts";
 import { retrieveFacts } from "../memory/retrieval.ts";
 import type { Platform } from "../memory/types.ts";
 import { isModelFailure } from "../models/failure.ts";
@@ -18,12 +16,12 @@ import type { SecretCipher } from "../secrets/cipher.ts";
 import { describeError } from "../shared/errors.ts";
 import type { PersonId, TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { Entitlements } from "../tenants/entitlements.ts";
+import type { Entitlements, TenantPlan } from "../tenants/entitlements.ts";
 import { AnswerStream } from "./answer-stream.ts";
-import { extractFacts } from "./fact-extraction.ts";
-import { resolveCredentials } from "./credentials.ts";
+import { resolveCredentials, type CredentialsResult } from "./credentials.ts";
 import { limitNotices, messageLimitNotice, postLimitNotice } from "./limit-notices.ts";
-import { MEMORY_TOOLS, parseMemoryToolCall } from "./memory-tools.ts";
+import { MEMORY_TOOLS } from "./memory-tools.ts";
+import { applyMemoryIntent, rememberExtractedFacts, runMemoryTool } from "./turn-memory.ts";
 import type { ChatGateway, IncomingMessage } from "./ports.ts";
 import { buildPrompt } from "./prompt.ts";
 import { stripAddress } from "./routing.ts";
@@ -107,8 +105,10 @@ export async function runTurn(
     const ledger = await turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId);
     if (ledger.status !== "started") return { ledger, context: null };
     // Counted now, in the ledger's transaction, so concurrent turns cannot overshoot the plan.
+    let plan: TenantPlan | undefined;
     if (ledger.fresh) {
       const allowance = await deps.entitlements.reserveMessage(trx, tenantId);
+      plan = allowance.plan;
       if (!allowance.allowed) {
         await turnLedger.refuse(trx, message.eventId, agent.id, "daily message limit reached");
         const day = await limitNotices.claim(trx, tenantId, message.roomId, "messages");
@@ -116,7 +116,18 @@ export async function runTurn(
       }
     }
     await applyMemoryIntent(trx, agent, context.personId, message, request);
-    const credentials = await resolveCredentials(trx, agent, deps.models, deps.cipher);
+    const managedRefusal =
+      agent.keySource === "managed"
+        ? await deps.entitlements.managedKeyRefusal(
+            trx,
+            tenantId,
+            plan ?? (await deps.entitlements.planIn(trx, tenantId)),
+          )
+        : null;
+    const credentials: CredentialsResult =
+      managedRefusal === null
+        ? await resolveCredentials(trx, agent, deps.models, deps.cipher)
+        : { ok: false, reason: managedRefusal };
     const window = await recentHistory(trx, {
       roomId: message.roomId,
       threadRootId: message.threadRootId,
@@ -239,14 +250,16 @@ export async function runTurn(
         status: "answered",
         provider: agent.provider,
         model: agent.model,
+        keySource: agent.keySource,
         usage,
       });
     });
     deps.observe?.({ provider: agent.provider, outcome: "answered", seconds: elapsedSeconds() });
     if (deps.extractFacts)
       await rememberExtractedFacts(
-        deps,
-        context,
+        deps.db,
+        tenantId,
+        context.personId,
         agent,
         message,
         provider,
@@ -270,6 +283,7 @@ export async function runTurn(
         error: `${error.kind}: ${error.message}`,
         provider: agent.provider,
         model: agent.model,
+        keySource: agent.keySource,
       }),
     );
   } finally {
@@ -277,38 +291,6 @@ export async function runTurn(
     // Never let "stopped typing" overtake "typing".
     await typingOn;
     await chat.setTyping(agentUserId, message.roomId, false);
-  }
-}
-
-/** Best effort: a failed extraction is logged and costs the person nothing. */
-async function rememberExtractedFacts(
-  deps: TurnDependencies,
-  context: TurnContext,
-  agent: Agent,
-  message: IncomingMessage,
-  provider: ModelProvider,
-  said: string,
-  answered: string,
-  log: Logger,
-): Promise<void> {
-  try {
-    const facts = await extractFacts(provider, agent, said, answered);
-    if (facts.length === 0) return;
-    await withTenant(deps.db, context.tenantId, async (trx) => {
-      for (const fact of facts) {
-        await rememberFact(trx, {
-          agentId: agent.memoryScope === "private" ? agent.id : null,
-          subject: { kind: "person", personId: context.personId },
-          key: fact.key,
-          content: fact.content,
-          source: "extraction",
-          sourceEventId: message.eventId,
-          sourceRoomId: message.roomId,
-        });
-      }
-    });
-  } catch (error) {
-    log.warn({ err: describeError(error) }, "fact extraction failed");
   }
 }
 
@@ -356,72 +338,16 @@ async function streamAnswer(
       messages.push({
         role: "tool",
         toolCallId: call.id,
-        content: await runMemoryTool(deps, context, agent, message, call),
+        content: await runMemoryTool(
+          deps.db,
+          context.tenantId,
+          context.personId,
+          agent,
+          message,
+          call,
+        ),
       });
     }
   }
   return { inputTokens, outputTokens };
-}
-
-async function runMemoryTool(
-  deps: TurnDependencies,
-  context: TurnContext,
-  agent: Agent,
-  message: IncomingMessage,
-  call: ToolCall,
-): Promise<string> {
-  const parsed = parseMemoryToolCall(call.name, call.arguments);
-  if (parsed === null)
-    return `error: ${call.name} is not a known tool or its arguments are incomplete`;
-  const owner = agent.memoryScope === "private" ? agent.id : null;
-  return withTenant(deps.db, context.tenantId, async (trx) => {
-    if (parsed.name === "forget") {
-      const forgotten = await forgetFacts(trx, {
-        agentId: agent.id,
-        personId: context.personId,
-        matching: parsed.matching,
-      });
-      return `forgot ${forgotten} fact(s)`;
-    }
-    await rememberFact(trx, {
-      agentId: owner,
-      subject:
-        parsed.about === "room"
-          ? { kind: "room", roomId: message.roomId }
-          : { kind: "person", personId: context.personId },
-      key: parsed.key,
-      content: parsed.content,
-      source: "tool",
-      sourceEventId: message.eventId,
-      sourceRoomId: message.roomId,
-    });
-    return "remembered";
-  });
-}
-
-/** "remember that ..." / "forget ..." addressed to the agent are done before the model sees the message. */
-async function applyMemoryIntent(
-  trx: Knex.Transaction,
-  agent: Agent,
-  personId: PersonId,
-  message: IncomingMessage,
-  request: string,
-): Promise<void> {
-  const intent = parseMemoryIntent(request);
-  if (intent === null) return;
-  if (intent.kind === "remember") {
-    await rememberFact(trx, {
-      agentId: agent.memoryScope === "private" ? agent.id : null,
-      subject: { kind: "person", personId },
-      key: intent.key,
-      content: intent.content,
-      source: "explicit",
-      sourceEventId: message.eventId,
-      sourceRoomId: message.roomId,
-    });
-  } else if (intent.kind === "forget") {
-    await forgetFacts(trx, { agentId: agent.id, personId, matching: intent.matching });
-  } else {
-    await forgetFacts(trx, { agentId: agent.id, personId });
-  }
 }

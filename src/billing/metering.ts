@@ -25,8 +25,8 @@ interface MeterRow {
  * resends the same identifier with the same value, and Stripe counts it
  * once. Only after Stripe accepted it does tokens_reported grow.
  *
- * Managed tokens are the tokens of answered turns by agents whose key
- * source is `managed` (the agent's current setting).
+ * Managed tokens are the tokens of answered turns that the operator's key
+ * paid for (turns.key_source, recorded when the turn finished).
  */
 export class Metering {
   readonly #db: Knex;
@@ -144,9 +144,8 @@ async function managedTokensByDay(
   days: number,
 ): Promise<{ day: string; tokens: number }[]> {
   const rows = (await trx("turns")
-    .join("agents", "agents.id", "turns.agent_id")
     .where("turns.status", "answered")
-    .where("agents.key_source", "managed")
+    .where("turns.key_source", "managed")
     .whereRaw("turns.finished_at >= now() - (? || ' days')::interval", [String(days)])
     .groupByRaw("1")
     .orderByRaw("1")

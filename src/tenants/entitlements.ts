@@ -149,6 +149,32 @@ export class Entitlements {
   }
 
   /**
+   * Why the operator's managed key may not pay for a turn now, or null when
+   * it may: the plan requires the tenant's own key, or the plan's managed
+   * tokens for this month (UTC) are used up and the plan does not bill
+   * overage. The reason is said in the room, so it names the plan and the way out.
+   */
+  async managedKeyRefusal(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    tenantPlan: TenantPlan,
+  ): Promise<string | null> {
+    const { plan } = tenantPlan;
+    if (plan.requiresOwnKey)
+      return `The ${plan.name} plan needs your own model key: a tenant admin can store one (the portal's Keys page, or \`key set <provider> <key>\` here) and set the agent's key source to own.`;
+    const limit = plan.managedTokensPerMonth;
+    if (limit === null || plan.billsOverage) return null;
+    const row = (await trx("usage_daily")
+      .where({ tenant_id: tenantId })
+      .where("day", ">=", trx.raw("date_trunc('month', now() at time zone 'utc')::date"))
+      .first(trx.raw("coalesce(sum(managed_tokens), 0)::bigint as used"))) as {
+      used: string | number;
+    };
+    if (Number(row.used) < limit) return null;
+    return `This tenant has used the ${limit.toLocaleString("en")} managed-model tokens of the ${plan.name} plan for this month; agents on the managed key answer again next month (UTC), after an upgrade, or with your own key.`;
+  }
+
+  /**
    * Today's (UTC) answered messages against plan.messagesPerDay. A read, for
    * display and early checks; the turn loop counts through reserveMessage,
    * which cannot overshoot.

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withSystemTransaction } from "../../src/db/tenant-transaction.ts";
 import { tenantHolds } from "../../src/tenants/holds.ts";
 import { messageFrom, type MatrixTestUser } from "../support/matrix-user.ts";
-import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
+import { startStack, TEST_MODEL_KEY, type StackTenant, type TestStack } from "../support/stack.ts";
 
 const LIMIT_NOTICE =
   "This tenant has used its 100 messages for today on the Free plan; agents answer again tomorrow (UTC) or after an upgrade.";
@@ -132,6 +132,83 @@ describe("plan limits and suspension in real rooms", () => {
         (await said(bob, roomId, ada)).filter((event) => event.content.msgtype === "m.notice"),
       ).toHaveLength(1);
       expect(stack.model.requests.length).toBe(requestsBefore);
+    });
+  });
+
+  describe("Free, with this month's managed-model tokens used", () => {
+    it("an agent on the managed key says so and does not call the model; one on the tenant's own key answers", async () => {
+      const charlie = await stack.addTenant("charlie");
+      await charlie.createAgent({ name: "ada" });
+      await stack.database.knex("usage_daily").insert({
+        tenant_id: charlie.tenant.id,
+        day: stack.database.knex.raw("(now() at time zone 'utc')::date"),
+        managed_tokens: 200_000,
+      });
+      const carol = await charlie.user("carol");
+      const ada = charlie.agentUserId("ada");
+      const roomId = await carol.openDm(ada);
+      const requestsBefore = stack.model.requests.length;
+      await carol.sendText(roomId, "hello");
+      const refusal = await carol.waitForEvent(roomId, messageFrom(ada));
+      expect(refusal.content.body).toContain(
+        "This tenant has used the 200,000 managed-model tokens of the Free plan for this month",
+      );
+      expect(stack.model.requests.length).toBe(requestsBefore);
+      // The refused turn gives its message back (once the turn is finished, just after the notice).
+      await expect
+        .poll(
+          async () =>
+            (
+              (await stack.database
+                .knex("usage_daily")
+                .where({ tenant_id: charlie.tenant.id })
+                .first("messages")) as { messages: number }
+            ).messages,
+          { timeout: HANDLED_TIMEOUT_MS },
+        )
+        .toBe(0);
+
+      // With the tenant's own key the allowance does not apply, and the tokens count as the tenant's.
+      await stack.app.providerKeys.set(charlie.tenant.id, "openai", TEST_MODEL_KEY, {
+        id: "test",
+        via: "cli",
+      });
+      await stack.app.agents.update(
+        charlie.tenant.id,
+        "ada",
+        { keySource: "own" },
+        {
+          id: "test",
+          via: "cli",
+        },
+      );
+      stack.model.enqueue({ kind: "reply", text: "Hello Carol." });
+      await carol.sendText(roomId, "hello again");
+      await carol.waitForEvent(
+        roomId,
+        (event) => messageFrom(ada)(event) && event.content.body === "Hello Carol.",
+      );
+      await expect
+        .poll(
+          async () =>
+            (
+              (await stack.database
+                .knex("turns")
+                .where({ tenant_id: charlie.tenant.id, status: "answered" })
+                .first("key_source")) as { key_source: string } | undefined
+            )?.key_source,
+          { timeout: HANDLED_TIMEOUT_MS },
+        )
+        .toBe("own");
+      const after = (await stack.database
+        .knex("usage_daily")
+        .where({ tenant_id: charlie.tenant.id })
+        .first("managed_tokens", "input_tokens")) as {
+        managed_tokens: string;
+        input_tokens: string;
+      };
+      expect(Number(after.managed_tokens)).toBe(200_000);
+      expect(Number(after.input_tokens)).toBeGreaterThan(0);
     });
   });
 });

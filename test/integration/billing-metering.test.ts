@@ -15,14 +15,20 @@ describe.each(BACKENDS)("metering managed-key tokens (%s)", (backend) => {
   let b: BillingTest;
   let owner: Browser;
 
-  /** An answered turn today by the tenant's agent on the managed key. */
-  const turn = async (tenantId: TenantId, agentId: string, tokens: number): Promise<void> => {
+  /** An answered turn today by the tenant's agent, paid by the managed key unless said otherwise. */
+  const turn = async (
+    tenantId: TenantId,
+    agentId: string,
+    tokens: number,
+    keySource: "managed" | "own" = "managed",
+  ): Promise<void> => {
     await b.t.database.knex("turns").insert({
       tenant_id: tenantId,
       event_id: `$${randomBytes(8).toString("hex")}`,
       agent_id: agentId,
       room_id: "!room:example.test",
       status: "answered",
+      key_source: keySource,
       input_tokens: tokens - 10,
       output_tokens: 10,
       finished_at: new Date(),
@@ -107,8 +113,7 @@ describe.each(BACKENDS)("metering managed-key tokens (%s)", (backend) => {
       { name: "cy" },
       { id: "test", via: "cli" },
     );
-    await b.t.database.knex("agents").where({ id: ownAgent.id }).update({ key_source: "own" });
-    await turn(own.id, ownAgent.id, 777);
+    await turn(own.id, ownAgent.id, 777, "own");
     expect(await metering().reportTenant(own.id, await customerOf(own.id))).toBe(0);
     expect(b.fake.meterTotal(customer)).toBe(0);
   });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { withSystemTransaction } from "../../src/db/tenant-transaction.ts";
 import { AgentService } from "../../src/agents/service.ts";
 import type { Actor } from "../../src/audit/audit-log.ts";
 import type { CommandServices } from "../../src/commands/define.ts";
@@ -165,6 +166,61 @@ describe.each(BACKENDS)("plans enforced by the entitlements service (%s)", (back
       agents.update(byok.id, "ada", { keySource: "managed" }, ACTOR),
     ).rejects.toMatchObject({ message });
     expect((await agents.get(byok.id, "ada")).keySource).toBe("own");
+  });
+
+  it("says when the managed key may not pay: own-key plans, and a used-up month without overage", async () => {
+    const plans = {
+      free: t.config.plans["free"] as never,
+      byok: PlanSchema.parse({
+        name: "Bring Your Own Key",
+        agents: 5,
+        messagesPerDay: null,
+        managedTokensPerMonth: 0,
+        storageGb: null,
+        requiresOwnKey: true,
+      }),
+      metered: PlanSchema.parse({
+        name: "Metered",
+        agents: 5,
+        messagesPerDay: null,
+        managedTokensPerMonth: 1_000,
+        storageGb: null,
+        billsOverage: true,
+      }),
+    };
+    const entitlements = new Entitlements(t.app.database.knex, plans, "free");
+    const knex = t.app.database.knex;
+    const tenant = await seedTenant(t, "allowance");
+    const refusal = () =>
+      withSystemTransaction(knex, async (trx) =>
+        entitlements.managedKeyRefusal(trx, tenant.id, await entitlements.planIn(trx, tenant.id)),
+      );
+    expect(await refusal()).toBeNull();
+    await knex("usage_daily").insert({
+      tenant_id: tenant.id,
+      day: knex.raw("(now() at time zone 'utc')::date"),
+      managed_tokens: 199_999,
+    });
+    expect(await refusal()).toBeNull();
+    await knex("usage_daily").where({ tenant_id: tenant.id }).update({ managed_tokens: 200_000 });
+    expect(await refusal()).toMatch(/used the 200,000 managed-model tokens of the Free plan/);
+    // Last month's tokens do not count.
+    await knex("usage_daily")
+      .where({ tenant_id: tenant.id })
+      .update({
+        day: knex.raw("(date_trunc('month', now() at time zone 'utc') - interval '1 day')::date"),
+      });
+    expect(await refusal()).toBeNull();
+    await setPlan(tenant.id, "byok");
+    expect(await refusal()).toMatch(/^The Bring Your Own Key plan needs your own model key/);
+    // A plan that bills overage never refuses for tokens.
+    await knex("usage_daily").insert({
+      tenant_id: tenant.id,
+      day: knex.raw("(now() at time zone 'utc')::date"),
+      managed_tokens: 5_000,
+    });
+    await setPlan(tenant.id, "metered");
+    expect(await refusal()).toBeNull();
   });
 
   it("counts messages atomically: concurrent reservations stop exactly at the daily limit", async () => {

@@ -10,6 +10,7 @@ import * as m008 from "./008_tenant_deletion.ts";
 import * as m009 from "./009_audit_keyset.ts";
 import * as m010 from "./010_billing.ts";
 import * as m011 from "./011_tenant_holds.ts";
+import * as m012 from "./012_managed_usage.ts";
 
 interface Migration {
   readonly name: string;
@@ -32,4 +33,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "009_audit_keyset", up: m009.up },
   { name: "010_billing", up: m010.up },
   { name: "011_tenant_holds", up: m011.up },
+  { name: "012_managed_usage", up: m012.up },
 ];
