@@ -22,6 +22,16 @@ const FREE_AGENTS = "the Free plan allows 1 agent; upgrade to add more";
 const html = (text: string): string =>
   text.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 
+/** A plan whose tenants must bring their own model key. */
+const BYOK_PLAN = PlanSchema.parse({
+  name: "Bring Your Own Key",
+  agents: 5,
+  messagesPerDay: null,
+  managedTokensPerMonth: 0,
+  storageGb: null,
+  requiresOwnKey: true,
+});
+
 describe.each(BACKENDS)("plans enforced by the entitlements service (%s)", (backend) => {
   let t: PortalTest;
   let owner: Browser;
@@ -142,14 +152,7 @@ describe.each(BACKENDS)("plans enforced by the entitlements service (%s)", (back
   it("a plan that requires the tenant's own key refuses the managed key (create and change)", async () => {
     const plans = {
       free: t.config.plans["free"] as never,
-      byok: PlanSchema.parse({
-        name: "Bring Your Own Key",
-        agents: 5,
-        messagesPerDay: null,
-        managedTokensPerMonth: 0,
-        storageGb: null,
-        requiresOwnKey: true,
-      }),
+      byok: BYOK_PLAN,
     };
     const entitlements = new Entitlements(t.app.database.knex, plans, "free");
     const agents = new AgentService(t.app.database.knex, t.config.models, entitlements);
@@ -171,14 +174,7 @@ describe.each(BACKENDS)("plans enforced by the entitlements service (%s)", (back
   it("says when the managed key may not pay: own-key plans, and a used-up month without overage", async () => {
     const plans = {
       free: t.config.plans["free"] as never,
-      byok: PlanSchema.parse({
-        name: "Bring Your Own Key",
-        agents: 5,
-        messagesPerDay: null,
-        managedTokensPerMonth: 0,
-        storageGb: null,
-        requiresOwnKey: true,
-      }),
+      byok: BYOK_PLAN,
       metered: PlanSchema.parse({
         name: "Metered",
         agents: 5,
