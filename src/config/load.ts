@@ -20,6 +20,7 @@ export const ENV_OVERRIDES: Readonly<
   SWITCHBOARD_RUNTIME_URL: { path: ["runtime", "publicUrl"], type: "string" },
   SWITCHBOARD_SYNAPSE_DIR: { path: ["synapse", "chrootDir"], type: "string" },
   SWITCHBOARD_HOMESERVER_PORT: { path: ["embedded", "port"], type: "number" },
+  SWITCHBOARD_PROVISIONING_DRIVER: { path: ["provisioning", "driver"], type: "string" },
   SWITCHBOARD_PORTAL_HOST: { path: ["portal", "host"], type: "string" },
   SWITCHBOARD_PORTAL_PORT: { path: ["portal", "port"], type: "number" },
   SWITCHBOARD_PORTAL_URL: { path: ["portal", "publicUrl"], type: "string" },

@@ -304,6 +304,35 @@ export const ConfigSchema = z
         chrootDir: z.string().min(1).default("/var/cache/switchboard/synapse-chroot-v1"),
       })
       .prefault({}),
+    /** The provisioner: the reconciler that runs each tenant's homeserver (src/provisioning). */
+    provisioning: z
+      .strictObject({
+        /** local: Synapse child processes on this machine; docker: containers through the Docker Engine API. */
+        driver: z.enum(["local", "docker"]).default("local"),
+        /** Time between reconcile passes (a pass also runs on demand, e.g. after a tenant is created). */
+        reconcileIntervalMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+        /** First retry delay after a failed pass for a tenant; doubles per failure up to maxBackoffMs. */
+        initialBackoffMs: z.number().int().min(100).max(3_600_000).default(5_000),
+        maxBackoffMs: z.number().int().min(1000).max(86_400_000).default(600_000),
+        /** How long a started homeserver gets to pass /health and the appservice ping. */
+        healthTimeoutMs: z.number().int().min(1000).max(600_000).default(120_000),
+        /** Consecutive failures after which a tenant's homeserver is reported to the operator (error log + metric). */
+        alertAfterFailures: z.number().int().min(1).max(1000).default(5),
+        local: z
+          .strictObject({
+            /** Address tenant homeservers listen on. */
+            bindHost: z.string().min(1).default("127.0.0.1"),
+            /** Ports handed out to tenant homeservers (one each, kept across restarts). */
+            portRangeStart: port.default(18_100),
+            portRangeEnd: port.default(18_999),
+          })
+          .prefault({})
+          .refine((local) => local.portRangeStart <= local.portRangeEnd, {
+            message: "must not be above portRangeEnd",
+            path: ["portRangeStart"],
+          }),
+      })
+      .prefault({}),
     embedded: z
       .strictObject({
         /** server_name of the local homeserver that `switchboard start` runs. */
