@@ -11,6 +11,7 @@ import * as m009 from "./009_audit_keyset.ts";
 import * as m010 from "./010_billing.ts";
 import * as m011 from "./011_tenant_holds.ts";
 import * as m012 from "./012_managed_usage.ts";
+import * as m013 from "./013_provisioning.ts";
 
 interface Migration {
   readonly name: string;
@@ -34,4 +35,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "010_billing", up: m010.up },
   { name: "011_tenant_holds", up: m011.up },
   { name: "012_managed_usage", up: m012.up },
+  { name: "013_provisioning", up: m013.up },
 ];
