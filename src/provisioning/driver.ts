@@ -61,6 +61,13 @@ export interface HomeserverDriver {
    */
   inspect(tenantId: TenantId): Promise<HomeserverObservation>;
 
+  /**
+   * Every tenant the driver holds anything for (running or not). Optional:
+   * with it, the reconciler removes stacks whose tenant was erased
+   * elsewhere (a purge it did not run). Errors: `unavailable`.
+   */
+  listTenants?(): Promise<TenantId[]>;
+
   /** Stops watching/owning stacks on shutdown (local: stops its children). Idempotent. */
   close?(): Promise<void>;
 }
