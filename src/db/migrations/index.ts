@@ -12,6 +12,7 @@ import * as m010 from "./010_billing.ts";
 import * as m011 from "./011_tenant_holds.ts";
 import * as m012 from "./012_managed_usage.ts";
 import * as m013 from "./013_provisioning.ts";
+import * as m014 from "./014_backups_health.ts";
 
 interface Migration {
   readonly name: string;
@@ -36,4 +37,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "011_tenant_holds", up: m011.up },
   { name: "012_managed_usage", up: m012.up },
   { name: "013_provisioning", up: m013.up },
+  { name: "014_backups_health", up: m014.up },
 ];

@@ -1,0 +1,178 @@
+import { cp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Actor } from "../../src/audit/audit-log.ts";
+import { withTenant } from "../../src/db/tenant-transaction.ts";
+import { TenantBackups, DATA_FILE } from "../../src/provisioning/backups.ts";
+import { MANIFEST_FILE } from "../../src/provisioning/backup-manifest.ts";
+import { KEPT_TABLES, RESTORED_TABLES } from "../../src/provisioning/tenant-data.ts";
+import type { TenantId } from "../../src/shared/ids.ts";
+import { BACKENDS } from "../support/database.ts";
+import { seedTenant } from "../support/ops-fixtures.ts";
+import { startPortalTest, type PortalTest } from "../support/portal.ts";
+
+const OPS: Actor = { id: "ops@example.org", via: "cli" };
+const HOURS_MS = 3_600_000;
+
+describe.each(BACKENDS)("tenant backups (%s)", (backend) => {
+  let t: PortalTest;
+  let backups: TenantBackups;
+  let acme: { id: TenantId; slug: string };
+  let other: { id: TenantId; slug: string };
+
+  /** Every restored table's rows for a tenant, as PostgreSQL renders them (exact). */
+  async function snapshot(tenantId: TenantId): Promise<Record<string, string[]>> {
+    const out: Record<string, string[]> = {};
+    for (const table of RESTORED_TABLES) {
+      const result = (await t.app.database.knex.raw(
+        `select to_jsonb(x)::text as row from ${table} x where tenant_id = ? order by 1`,
+        [tenantId],
+      )) as { rows: { row: string }[] };
+      out[table] = result.rows.map((r) => r.row);
+    }
+    return out;
+  }
+
+  async function seedMemory(tenantId: TenantId, agentName: string, fact: string): Promise<void> {
+    await t.app.agents.create(tenantId, { name: agentName, provider: "openai" }, OPS);
+    await withTenant(t.app.database.knex, tenantId, async (trx) => {
+      const [person] = (await trx("people")
+        .insert({ tenant_id: tenantId, display_name: "Alice" })
+        .returning("id")) as { id: string }[];
+      await trx("person_identities").insert({
+        tenant_id: tenantId,
+        user_id: `@alice-${agentName}:example.test`,
+        person_id: person?.id,
+        platform: "matrix",
+      });
+      const [first] = (await trx("facts")
+        .insert({
+          tenant_id: tenantId,
+          subject_kind: "person",
+          subject_person_id: person?.id,
+          content: `${fact} (old)`,
+          source_kind: "explicit",
+          valid_to: trx.raw("now()"),
+        })
+        .returning("id")) as { id: string }[];
+      const [second] = (await trx("facts")
+        .insert({
+          tenant_id: tenantId,
+          subject_kind: "person",
+          subject_person_id: person?.id,
+          content: fact,
+          source_kind: "explicit",
+        })
+        .returning("id")) as { id: string }[];
+      // A fact superseding another: rows of one table that refer to each other.
+      await trx("facts").where({ id: first?.id }).update({ superseded_by: second?.id });
+    });
+  }
+
+  beforeAll(async () => {
+    t = await startPortalTest({ database: backend });
+    backups = new TenantBackups({
+      db: t.app.database.knex,
+      backupsDir: join(t.config.dataDir, "backups"),
+      schedule: { intervalHours: 6, retain: 2 },
+      log: t.app.log,
+    });
+    acme = await seedTenant(t, "acme");
+    other = await seedTenant(t, "other");
+    await seedMemory(acme.id, "helper", "Alice likes green tea");
+    await seedMemory(other.id, "scout", "Alice from other likes coffee");
+  });
+  afterAll(async () => {
+    await t.stop();
+  });
+
+  it("classifies every table that holds tenant rows as restored or kept", async () => {
+    const result = (await t.app.database.knex.raw(
+      `select table_name from information_schema.columns
+        where column_name = 'tenant_id' and table_schema = current_schema()`,
+    )) as { rows: { table_name: string }[] };
+    const tenantTables = result.rows.map((row) => row.table_name).sort();
+    expect(
+      [...RESTORED_TABLES, ...KEPT_TABLES].filter((x) => tenantTables.includes(x)).sort(),
+    ).toEqual(tenantTables);
+    expect(RESTORED_TABLES.filter((table) => KEPT_TABLES.includes(table))).toEqual([]);
+  });
+
+  it("backs up, lists, and restores deleted facts and agents exactly", async () => {
+    const before = await snapshot(acme.id);
+    const otherBefore = await snapshot(other.id);
+    const made = await backups.create(acme);
+    expect(made.status).toBe("completed");
+    expect(made.bytes).toBeGreaterThan(0);
+    expect(made.path).toContain(join("backups", "acme"));
+    const manifest = JSON.parse(await readFile(join(made.path, MANIFEST_FILE), "utf8")) as {
+      tenant: { id: string };
+      files: { name: string; sha256: string; bytes: number }[];
+      rowCounts: Record<string, number>;
+    };
+    expect(manifest.tenant.id).toBe(acme.id);
+    expect(manifest.rowCounts.facts).toBe(2);
+    expect(manifest.files[0]?.bytes).toBe((await stat(join(made.path, DATA_FILE))).size);
+    expect((await backups.list(acme.id)).map((b) => b.id)).toEqual([made.id]);
+    expect(await backups.list(other.id)).toEqual([]);
+
+    // Lose data: the facts, an agent (its facts cascade), and add something new.
+    await withTenant(t.app.database.knex, acme.id, async (trx) => {
+      await trx("facts").delete();
+      await trx("agents").delete();
+      await trx("people").insert({ tenant_id: acme.id, display_name: "Bob" });
+    });
+    expect((await snapshot(acme.id)).facts).toEqual([]);
+
+    const result = await backups.restore(acme, made.path, OPS);
+    expect(result.rows.facts).toBe(2);
+    const after = await snapshot(acme.id);
+    // The restore itself is audited on top of the restored log.
+    expect(after.audit_log?.length).toBe((before.audit_log?.length ?? 0) + 1);
+    expect({ ...after, audit_log: [] }).toEqual({ ...before, audit_log: [] });
+    expect(after.audit_log?.slice(0, before.audit_log?.length)).toEqual(before.audit_log);
+    expect(await snapshot(other.id)).toEqual(otherBefore);
+  });
+
+  it("refuses another tenant's backup, and a corrupt or invalid manifest, writing nothing", async () => {
+    const made = await backups.create(acme);
+    const otherBefore = await snapshot(other.id);
+    await expect(backups.restore(other, made.path, OPS)).rejects.toThrow(/belongs to tenant acme/);
+    expect(await snapshot(other.id)).toEqual(otherBefore);
+
+    const acmeBefore = await snapshot(acme.id);
+    const corrupt = `${made.path}-corrupt`;
+    await cp(made.path, corrupt, { recursive: true });
+    const dataPath = join(corrupt, DATA_FILE);
+    await writeFile(dataPath, (await readFile(dataPath, "utf8")).replace("green tea", "green teb"));
+    await expect(backups.restore(acme, corrupt, OPS)).rejects.toThrow(
+      /does not match its manifest/,
+    );
+    await writeFile(join(corrupt, MANIFEST_FILE), "{ not json");
+    await expect(backups.restore(acme, corrupt, OPS)).rejects.toThrow(/not valid JSON/);
+    await writeFile(join(corrupt, MANIFEST_FILE), JSON.stringify({ format: "other" }));
+    await expect(backups.restore(acme, corrupt, OPS)).rejects.toThrow(/manifest.json is invalid/);
+    await expect(backups.restore(acme, join(corrupt, "nowhere"), OPS)).rejects.toThrow(
+      /is not a backup/,
+    );
+    expect(await snapshot(acme.id)).toEqual(acmeBefore);
+  });
+
+  it("schedules due tenants and prunes beyond the retained count", async () => {
+    const now = new Date();
+    // acme has recent backups; other has none.
+    expect(await backups.runDue(now)).toEqual(["other"]);
+    expect(await backups.runDue(now)).toEqual([]);
+    // Seven hours on, both are due again; each keeps its newest two completed backups.
+    expect(await backups.runDue(new Date(now.getTime() + 7 * HOURS_MS))).toEqual(["acme", "other"]);
+    const kept = await backups.list(acme.id);
+    expect(kept.map((b) => b.status)).toEqual(["completed", "completed"]);
+    const dirs = await readdir(join(t.config.dataDir, "backups", "acme"));
+    for (const b of kept) expect(dirs).toContain(b.path.split("/").at(-1));
+    // The copy made by the previous test is not a recorded backup, so it stays.
+    expect(dirs.filter((d) => !d.endsWith("-corrupt"))).toHaveLength(2);
+    expect(await backups.list(other.id)).toHaveLength(2);
+    const latest = await backups.latestPerTenant();
+    expect(latest.get(acme.id)?.id).toBe(kept[0]?.id);
+  });
+});
