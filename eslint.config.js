@@ -43,7 +43,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/matrix/**", "src/billing/**", "test/**", "bench/**"],
+    files: ["src/matrix/**", "src/billing/**", "src/provisioning/**", "test/**", "bench/**"],
     rules: { "no-restricted-imports": "off" },
   },
   {
