@@ -400,9 +400,15 @@ export class FakeDockerEngine {
       if (container === undefined) throw new EngineError(404, `No such container: ${ref}`);
       const state = container.State;
       if (method === "GET" && action === "/json") {
-        const json: Partial<FakeContainer> = { ...container };
-        delete json.files;
-        delete json.NetworkingConfig;
+        const json = {
+          Id: container.Id,
+          Name: container.Name,
+          Created: container.Created,
+          Config: container.Config,
+          HostConfig: container.HostConfig,
+          State: container.State,
+          RestartCount: container.RestartCount,
+        };
         const networking = container.NetworkingConfig;
         const networks = (networking?.EndpointsConfig ?? {}) as Record<string, unknown>;
         return { status: 200, payload: { ...json, NetworkSettings: { Networks: networks } } };
