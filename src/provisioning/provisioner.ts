@@ -1,0 +1,88 @@
+import { Counter, Histogram } from "prom-client";
+import type { App } from "../main.ts";
+import { MatrixBootstrapper, type TenantBootstrapper } from "./bootstrap.ts";
+import { createDriver } from "./create-driver.ts";
+import type { HomeserverDriver } from "./driver.ts";
+import { matrixProbe, type HomeserverProbe } from "./homeserver-checks.ts";
+import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+
+/** Seams for tests: a fake driver, probe or bootstrapper, faster timings. */
+export interface ProvisionerOverrides {
+  readonly driver?: HomeserverDriver;
+  readonly probe?: HomeserverProbe;
+  readonly bootstrapper?: TenantBootstrapper;
+  readonly options?: Partial<ReconcilerOptions>;
+}
+
+/** The provisioner process (`switchboard provisioner`, and inside `switchboard start`). */
+export interface Provisioner {
+  readonly reconciler: Reconciler;
+  readonly driver: HomeserverDriver;
+  start(): void;
+  /** Stops the loop, then the driver (the local driver stops its homeservers). */
+  stop(): Promise<void>;
+}
+
+export async function createProvisioner(
+  app: App,
+  overrides: ProvisionerOverrides = {},
+): Promise<Provisioner> {
+  const { config } = app;
+  const log = app.log.child({ module: "provisioner" });
+  const driver = overrides.driver ?? (await createDriver(config, log));
+  const db = app.database.knex;
+  const registry = app.runtime.metrics.registry;
+  const steps = new Counter({
+    name: "switchboard_provisioning_steps_total",
+    help: "Provisioning steps by step and outcome",
+    labelNames: ["step", "outcome"],
+    registers: [registry],
+  });
+  const stepSeconds = new Histogram({
+    name: "switchboard_provisioning_step_seconds",
+    help: "Duration of provisioning steps",
+    labelNames: ["step"],
+    buckets: [0.05, 0.25, 1, 5, 15, 60, 180],
+    registers: [registry],
+  });
+  const reconciler = new Reconciler({
+    db,
+    cipher: app.cipher,
+    driver,
+    tenants: app.tenantRepository,
+    entitlements: app.entitlements,
+    probe: overrides.probe ?? matrixProbe,
+    bootstrapper:
+      overrides.bootstrapper ??
+      new MatrixBootstrapper({
+        db,
+        cipher: app.cipher,
+        tenants: app.tenants,
+        agents: app.agents,
+        entitlements: app.entitlements,
+        botLocalpart: config.runtime.botLocalpart,
+      }),
+    registrationYaml: (homeserver) => app.registrationYaml(homeserver),
+    log,
+    options: { ...config.provisioning, ...overrides.options },
+    // A runtime in this process must stop using the homeserver's old address.
+    onHomeserverChanged: (tenantId) => {
+      app.runtime.registry.forget(tenantId);
+    },
+    onStep: (step, outcome, durationMs) => {
+      steps.inc({ step, outcome });
+      stepSeconds.observe({ step }, durationMs / 1000);
+    },
+  });
+  return {
+    reconciler,
+    driver,
+    start: () => {
+      reconciler.start();
+    },
+    stop: async () => {
+      await reconciler.stop();
+      await driver.close?.();
+    },
+  };
+}
