@@ -318,6 +318,25 @@ export const ConfigSchema = z
         healthTimeoutMs: z.number().int().min(1000).max(600_000).default(120_000),
         /** Consecutive failures after which a tenant's homeserver is reported to the operator (error log + metric). */
         alertAfterFailures: z.number().int().min(1).max(1000).default(5),
+        /** Per-tenant backups (src/provisioning/backups.ts), taken by the provisioner and on demand. */
+        backups: z
+          .strictObject({
+            /** A tenant is backed up when its newest backup is older than this (the product promises 6 h at most). */
+            intervalHours: z.number().min(0.1).max(24).default(6),
+            /** Completed backups kept per tenant; older ones are deleted. */
+            retain: z.number().int().min(1).max(1000).default(28),
+            /** Where backups go; defaults to <dataDir>/backups. */
+            dir: z.string().min(1).optional(),
+          })
+          .prefault({}),
+        /** The health monitor (src/provisioning/health.ts) of running tenant homeservers. */
+        health: z
+          .strictObject({
+            intervalMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+            /** Consecutive failed checks before a restart (a single blip restarts nothing). */
+            restartAfterFailures: z.number().int().min(1).max(1000).default(2),
+          })
+          .prefault({}),
         local: z
           .strictObject({
             /** Address tenant homeservers listen on. */
