@@ -205,7 +205,9 @@ export class DockerDriver implements HomeserverDriver {
     if (info.State.Status === "created") {
       // Never started, so its files may be missing (crash after create): upload them (again).
       await engine("upload homeserver files", () =>
-        container.putArchive(createTar(files), { path: DATA_MOUNT_PATH }),
+        container.putArchive(createTar(files, Math.floor(Date.now() / 1000)), {
+          path: DATA_MOUNT_PATH,
+        }),
       );
     }
     if (!info.State.Running) {
@@ -355,7 +357,7 @@ export class DockerDriver implements HomeserverDriver {
                 });
               }
               const now = Date.now();
-              if (now - lastLogMs < PULL_LOG_INTERVAL_MS) return;
+              if (layers.size === 0 || now - lastLogMs < PULL_LOG_INTERVAL_MS) return;
               lastLogMs = now;
               let current = 0;
               let total = 0;
@@ -371,7 +373,7 @@ export class DockerDriver implements HomeserverDriver {
           );
         }),
     );
-    log.info({ image }, "pulled image");
+    log.info({ image, layers: layers.size }, "pulled image");
   }
 
   /** The shared network (spec undefined: no tenant labels, remove() never touches it) or a tenant's. */

@@ -148,7 +148,8 @@ export function homeserverFiles(
       bindHost: "0.0.0.0",
       port: SYNAPSE_PORT,
       dataDir: DATA_MOUNT_PATH,
-      ...(spec.publicBaseUrl === undefined ? {} : { publicBaseUrl: spec.publicBaseUrl }),
+      // Without a public address, the one the runtime uses (never the 0.0.0.0 bind address).
+      publicBaseUrl: spec.publicBaseUrl ?? `${clientUrlFor(spec.slug)}/`,
       database,
       registrationSharedSecret: spec.registrationSharedSecret,
       appserviceRegistrations: spec.appserviceRegistrations,
