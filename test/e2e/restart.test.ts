@@ -81,7 +81,8 @@ describe("exactly once across a runtime crash", () => {
         secrets: config.secrets,
         models: {
           maxRetries: 0,
-          timeoutMs: 10_000,
+          // Generous: the machine may be busy; a model timeout here would be a false failure.
+          timeoutMs: 30_000,
           openai: {
             baseUrl: stack.model.url,
             apiKey: config.models.openai.apiKey,
@@ -124,7 +125,7 @@ describe("exactly once across a runtime crash", () => {
       for (let n = 0; n < MESSAGES_PER_ROOM; n++) {
         expect(
           texts.filter((text) => text === `echo: question ${String(index)}-${String(n)}`),
-          `room ${String(index)} message ${String(n)}`,
+          `room ${String(index)} message ${String(n)}; the agent said: ${JSON.stringify(texts)}`,
         ).toHaveLength(1);
       }
       expect(person.timeline.get(roomId)!.filter(messageFrom(ada))).toHaveLength(MESSAGES_PER_ROOM);
