@@ -1,4 +1,4 @@
-import { Counter, Histogram } from "prom-client";
+import { Counter, Histogram, type Registry } from "prom-client";
 import type { App } from "../main.ts";
 import { MatrixBootstrapper, type TenantBootstrapper } from "./bootstrap.ts";
 import { createDriver } from "./create-driver.ts";
@@ -12,6 +12,7 @@ export interface ProvisionerOverrides {
   readonly probe?: HomeserverProbe;
   readonly bootstrapper?: TenantBootstrapper;
   readonly options?: Partial<ReconcilerOptions>;
+  readonly now?: () => Date;
 }
 
 /** The provisioner process (`switchboard provisioner`, and inside `switchboard start`). */
@@ -32,19 +33,7 @@ export async function createProvisioner(
   const driver = overrides.driver ?? (await createDriver(config, log));
   const db = app.database.knex;
   const registry = app.runtime.metrics.registry;
-  const steps = new Counter({
-    name: "switchboard_provisioning_steps_total",
-    help: "Provisioning steps by step and outcome",
-    labelNames: ["step", "outcome"],
-    registers: [registry],
-  });
-  const stepSeconds = new Histogram({
-    name: "switchboard_provisioning_step_seconds",
-    help: "Duration of provisioning steps",
-    labelNames: ["step"],
-    buckets: [0.05, 0.25, 1, 5, 15, 60, 180],
-    registers: [registry],
-  });
+  const { steps, stepSeconds } = provisioningMetrics(registry);
   const reconciler = new Reconciler({
     db,
     cipher: app.cipher,
@@ -65,6 +54,7 @@ export async function createProvisioner(
     registrationYaml: (homeserver) => app.registrationYaml(homeserver),
     log,
     options: { ...config.provisioning, ...overrides.options },
+    ...(overrides.now === undefined ? {} : { now: overrides.now }),
     // A runtime in this process must stop using the homeserver's old address.
     onHomeserverChanged: (tenantId) => {
       app.runtime.registry.forget(tenantId);
@@ -85,4 +75,34 @@ export async function createProvisioner(
       await driver.close?.();
     },
   };
+}
+
+interface ProvisioningMetrics {
+  readonly steps: Counter;
+  readonly stepSeconds: Histogram;
+}
+
+/** One set per registry: several provisioners may share one app (tests). */
+const metricsByRegistry = new WeakMap<Registry, ProvisioningMetrics>();
+
+function provisioningMetrics(registry: Registry): ProvisioningMetrics {
+  const existing = metricsByRegistry.get(registry);
+  if (existing !== undefined) return existing;
+  const metrics: ProvisioningMetrics = {
+    steps: new Counter({
+      name: "switchboard_provisioning_steps_total",
+      help: "Provisioning steps by step and outcome",
+      labelNames: ["step", "outcome"],
+      registers: [registry],
+    }),
+    stepSeconds: new Histogram({
+      name: "switchboard_provisioning_step_seconds",
+      help: "Duration of provisioning steps",
+      labelNames: ["step"],
+      buckets: [0.05, 0.25, 1, 5, 15, 60, 180],
+      registers: [registry],
+    }),
+  };
+  metricsByRegistry.set(registry, metrics);
+  return metrics;
 }

@@ -183,7 +183,7 @@ export class Reconciler {
           failures: 0,
           next_attempt_at: null,
           last_error: null,
-          reconciled_at: this.#now(),
+          reconciled_at: this.#reconciledAt(tenant),
         });
       }
       if ((record?.failures ?? 0) > 0) log.info({ attempt }, "homeserver recovered");
@@ -200,7 +200,7 @@ export class Reconciler {
           next_attempt_at: new Date(this.#now().getTime() + delayMs),
           last_error: message,
           // A failed pass still answers an operator's request: the next one waits for backoff.
-          reconciled_at: this.#now(),
+          reconciled_at: this.#reconciledAt(tenant),
         })
         .catch((writeError: unknown) => {
           log.error({ err: writeError }, "could not record a failed reconcile");
@@ -211,6 +211,17 @@ export class Reconciler {
       else log.warn(fields, "reconcile failed; will retry");
       return { tenantId, desired, result: "failed", error: message };
     }
+  }
+
+  /**
+   * Never before the request this pass saw: a request is served once even
+   * if this process's clock lags the database's; one made during the pass
+   * is newer and gets the next pass.
+   */
+  #reconciledAt(tenant: TenantToReconcile): Date {
+    const now = this.#now();
+    const seen = tenant.provisionRequestedAt;
+    return seen !== null && seen.getTime() > now.getTime() ? seen : now;
   }
 
   /** Converges one tenant; returns the state it leaves the homeserver in. */
