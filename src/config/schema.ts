@@ -311,6 +311,8 @@ export const ConfigSchema = z
         driver: z.enum(["local", "docker"]).default("local"),
         /** Time between reconcile passes (a pass also runs on demand, e.g. after a tenant is created). */
         reconcileIntervalMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+        /** How often the provisioner looks for new requests (a new tenant, an operator's re-provision) between passes. */
+        demandPollMs: z.number().int().min(100).max(600_000).default(2_000),
         /** First retry delay after a failed pass for a tenant; doubles per failure up to maxBackoffMs. */
         initialBackoffMs: z.number().int().min(100).max(3_600_000).default(5_000),
         maxBackoffMs: z.number().int().min(1000).max(86_400_000).default(600_000),

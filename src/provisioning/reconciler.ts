@@ -21,6 +21,8 @@ const SHARED_SECRET_BYTES = 32;
 
 export interface ReconcilerOptions {
   readonly reconcileIntervalMs: number;
+  /** Between passes, how often to look for requests (new tenants, re-provision) that want one now. */
+  readonly demandPollMs: number;
   readonly initialBackoffMs: number;
   readonly maxBackoffMs: number;
   readonly healthTimeoutMs: number;
@@ -82,6 +84,7 @@ export class Reconciler {
   readonly #log: Logger;
   readonly #now: () => Date;
   #timer: NodeJS.Timeout | undefined;
+  #demandTimer: NodeJS.Timeout | undefined;
   #pass: Promise<TenantOutcome[]> | undefined;
   /** The pass queued behind the running one; every trigger during a pass shares it. */
   #next: Promise<TenantOutcome[]> | undefined;
@@ -101,6 +104,19 @@ export class Reconciler {
       this.trigger();
     }, this.#deps.options.reconcileIntervalMs);
     this.#timer.unref();
+    this.#demandTimer = setInterval(() => {
+      void this.#pollDemand();
+    }, this.#deps.options.demandPollMs);
+    this.#demandTimer.unref();
+  }
+
+  async #pollDemand(): Promise<void> {
+    if (this.#pass !== undefined || this.#stopped) return;
+    try {
+      if (await provisioningState.hasDemand(this.#deps.db)) this.trigger();
+    } catch (error) {
+      this.#log.warn({ err: error }, "could not look for provisioning requests");
+    }
   }
 
   /** Asks for a pass soon; while one runs, another follows it. Never throws. */
@@ -135,6 +151,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#demandTimer);
     await this.#pass?.catch(() => undefined);
   }
 

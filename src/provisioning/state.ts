@@ -126,6 +126,37 @@ export const provisioningState = {
     }));
   },
 
+  /**
+   * True when some tenant asks for a pass now: created for the provisioner
+   * and not yet seen by it, or re-provision requested after its last pass.
+   * One cheap query, polled between timer passes.
+   */
+  async hasDemand(db: Knex): Promise<boolean> {
+    const row: unknown = await db("tenants")
+      .leftJoin("provisioning", "provisioning.tenant_id", "tenants.id")
+      .where(
+        (q) =>
+          void q
+            .where(
+              (fresh) =>
+                void fresh.whereNull("provisioning.tenant_id").whereNull("tenants.provisioned_at"),
+            )
+            .orWhere(
+              (asked) =>
+                void asked
+                  .whereNotNull("provisioning.tenant_id")
+                  .where(
+                    (never) =>
+                      void never
+                        .whereNull("provisioning.reconciled_at")
+                        .orWhereRaw("tenants.provision_requested_at > provisioning.reconciled_at"),
+                  ),
+            ),
+      )
+      .first("tenants.id");
+    return row !== undefined;
+  },
+
   /** Creates the tenant's row unless it exists (a concurrent or earlier pass wins). */
   async adopt(
     db: Knex,
