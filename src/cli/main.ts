@@ -9,6 +9,7 @@ import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { startEmbedded } from "../embedded/start.ts";
 import { createApp, type App } from "../main.ts";
+import { createProvisioner } from "../provisioning/provisioner.ts";
 import { isAppError } from "../shared/errors.ts";
 import { registerOperatorCommands } from "./operator.ts";
 import { registerTenantPlanCommand } from "./tenant-plan.ts";
@@ -74,6 +75,19 @@ program
     const app = await createApp(await config());
     await app.runtime.start();
     untilSignal(() => app.close());
+  });
+
+program
+  .command("provisioner")
+  .description("run the reconciler that creates, starts, stops and removes tenant homeservers")
+  .action(async () => {
+    const app = await createApp(await config());
+    const provisioner = await createProvisioner(app);
+    provisioner.start();
+    untilSignal(async () => {
+      await provisioner.stop();
+      await app.close();
+    });
   });
 
 program

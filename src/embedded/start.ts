@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { agentUserId } from "../agents/identity.ts";
 import type { Config } from "../config/schema.ts";
 import { createApp, type App } from "../main.ts";
+import { createProvisioner, type Provisioner } from "../provisioning/provisioner.ts";
 import { AppError } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 import { loginWithPassword, registerWithSharedSecret } from "../synapse/admin-api.ts";
@@ -35,6 +36,8 @@ interface StoredDemo {
 export interface EmbeddedStack {
   readonly app: App;
   readonly homeserver: SynapseProcess;
+  /** Runs the homeservers of tenants created in the portal; the demo's is started by hand above. */
+  readonly provisioner: Provisioner;
   readonly demo: DemoDetails;
   stop(): Promise<void>;
 }
@@ -101,6 +104,9 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
   const owner = await app.accounts.makeOperator(config.embedded.adminEmail, stored.password);
   await app.tenants.addMember(tenant.id, owner.id, "owner");
   const portalUrl = await app.portal.start();
+  // The demo tenant was created active with its homeserver, so the provisioner leaves it alone.
+  const provisioner = await createProvisioner(app);
+  provisioner.start();
   const demo: DemoDetails = {
     homeserverUrl: clientUrl,
     serverName,
@@ -121,8 +127,10 @@ export async function startEmbedded(config: Readonly<Config>): Promise<EmbeddedS
   return {
     app,
     homeserver,
+    provisioner,
     demo,
     stop: async () => {
+      await provisioner.stop();
       await app.close();
       await homeserver.stop();
     },
