@@ -352,6 +352,32 @@ export const ConfigSchema = z
             message: "must not be above portRangeEnd",
             path: ["portRangeStart"],
           }),
+        /** The docker driver (src/provisioning/docker-driver.ts): one Synapse container per tenant. */
+        docker: z
+          .strictObject({
+            /** The Docker Engine API's unix socket. */
+            socketPath: z.string().min(1).default("/var/run/docker.sock"),
+            synapseImage: z.string().min(1).default("matrixdotorg/synapse:v1.160.0"),
+            /** Network shared by the runtime, PostgreSQL and every tenant's Synapse (created if missing); the runtime reaches homeservers by container name on it. */
+            network: z
+              .string()
+              .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, "must be a Docker network name")
+              .default("switchboard"),
+            /** Per-tenant Synapse databases on the shared PostgreSQL; without it tenant homeservers use SQLite in their volume. */
+            postgres: z
+              .strictObject({
+                /** Superuser-ish URL that may CREATE ROLE/DATABASE; defaults to database.url. */
+                adminUrl: z
+                  .string()
+                  .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+                  .optional(),
+                /** The server as tenant containers reach it on the shared network. */
+                host: z.string().min(1).default("postgres"),
+                port: port.default(5432),
+              })
+              .optional(),
+          })
+          .prefault({}),
       })
       .prefault({}),
     embedded: z

@@ -3,7 +3,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import type { TenantId } from "../shared/ids.ts";
-import { AppError, describeError } from "../shared/errors.ts";
+import { AppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import {
   DATA_MOUNT_PATH,
@@ -23,6 +23,9 @@ import type {
   HomeserverObservation,
   HomeserverSpec,
 } from "./driver.ts";
+import type { DockerDriverFactory } from "./create-driver.ts";
+import { engine, engineError, statusOf, tolerant } from "./docker-errors.ts";
+import { pullProgressLogger } from "./pull-progress.ts";
 import { createTar } from "./tar.ts";
 import { dropTenantDatabase, ensureTenantDatabase } from "./tenant-database.ts";
 
@@ -41,7 +44,6 @@ const DEFAULT_TEMPLATE_DIR = fileURLToPath(new URL("../../synapse/", import.meta
 const DEFAULT_API_VERSION = "v1.47";
 const DEFAULT_HEALTH_TIMEOUT_MS = 180_000;
 const DEFAULT_HEALTH_POLL_MS = 1_000;
-const PULL_LOG_INTERVAL_MS = 2_000;
 const STOP_TIMEOUT_SECONDS = 30;
 
 export interface DockerDriverOptions {
@@ -56,60 +58,6 @@ export interface DockerDriverOptions {
   readonly apiVersion?: string;
   readonly healthTimeoutMs?: number;
   readonly healthPollMs?: number;
-}
-
-interface EngineFailure {
-  statusCode?: number;
-  json?: { message?: string } | null;
-  code?: string;
-}
-
-function statusOf(error: unknown): number | undefined {
-  return (error as EngineFailure | null)?.statusCode;
-}
-
-/** Engine errors as AppErrors: 4xx (other than 404/409) means the spec is wrong, the rest is transient. */
-function engineError(operation: string, error: unknown): AppError {
-  if (error instanceof AppError) return error;
-  const failure = (error ?? {}) as EngineFailure;
-  if (failure.statusCode === undefined) {
-    return new AppError(
-      "unavailable",
-      `docker: ${operation}: engine unreachable (${failure.code ?? describeError(error)})`,
-      {
-        cause: error,
-      },
-    );
-  }
-  const message = failure.json?.message ?? describeError(error);
-  const code =
-    failure.statusCode >= 400 && failure.statusCode < 500 ? "bad_request" : "unavailable";
-  return new AppError(
-    code,
-    `docker: ${operation} failed (HTTP ${failure.statusCode}): ${message}`,
-    {
-      cause: error,
-    },
-  );
-}
-
-async function engine<T>(operation: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw engineError(operation, error);
-  }
-}
-
-/** Resolves to undefined when the engine answers 404 (and 304 for start/stop: "already"). */
-async function tolerant<T>(operation: string, call: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await call();
-  } catch (error) {
-    const status = statusOf(error);
-    if (status === 404 || status === 304) return undefined;
-    throw engineError(operation, error);
-  }
 }
 
 export class DockerDriver implements HomeserverDriver {
@@ -333,8 +281,7 @@ export class DockerDriver implements HomeserverDriver {
       return;
     log.info({ image }, "pulling image");
     const stream = await engine(`pull ${image}`, () => this.#docker.pull(image));
-    const layers = new Map<string, { current: number; total: number }>();
-    let lastLogMs = 0;
+    const progress = pullProgressLogger(log, image);
     await engine(
       `pull ${image}`,
       () =>
@@ -345,35 +292,11 @@ export class DockerDriver implements HomeserverDriver {
               if (error === null) resolve();
               else reject(error);
             },
-            (event: {
-              id?: string;
-              status?: string;
-              progressDetail?: { current?: number; total?: number };
-            }) => {
-              if (event.id !== undefined && event.progressDetail?.total !== undefined) {
-                layers.set(event.id, {
-                  current: event.progressDetail.current ?? 0,
-                  total: event.progressDetail.total,
-                });
-              }
-              const now = Date.now();
-              if (layers.size === 0 || now - lastLogMs < PULL_LOG_INTERVAL_MS) return;
-              lastLogMs = now;
-              let current = 0;
-              let total = 0;
-              for (const layer of layers.values()) {
-                current += layer.current;
-                total += layer.total;
-              }
-              log.info(
-                { image, layers: layers.size, downloadedBytes: current, totalBytes: total },
-                "pulling image: progress",
-              );
-            },
+            progress.onProgress,
           );
         }),
     );
-    log.info({ image, layers: layers.size }, "pulled image");
+    log.info({ image, layers: progress.layerCount() }, "pulled image");
   }
 
   /** The shared network (spec undefined: no tenant labels, remove() never touches it) or a tenant's. */
@@ -451,3 +374,25 @@ export class DockerDriver implements HomeserverDriver {
     }
   }
 }
+
+/** The factory create-driver.ts loads when provisioning.driver is "docker". */
+export const createDockerDriver: DockerDriverFactory = (config, logger) => {
+  const { docker, healthTimeoutMs } = config.provisioning;
+  const adminUrl = docker.postgres?.adminUrl ?? config.database.url;
+  if (docker.postgres !== undefined && adminUrl === undefined) {
+    throw new AppError(
+      "bad_request",
+      "provisioning.docker.postgres.adminUrl: required when database.url is not set",
+    );
+  }
+  return new DockerDriver({
+    socketPath: docker.socketPath,
+    synapseImage: docker.synapseImage,
+    network: docker.network,
+    ...(docker.postgres === undefined || adminUrl === undefined
+      ? {}
+      : { postgres: { adminUrl, host: docker.postgres.host, port: docker.postgres.port } }),
+    logger,
+    healthTimeoutMs,
+  });
+};

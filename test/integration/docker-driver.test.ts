@@ -2,6 +2,8 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import pg from "pg";
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { ConfigSchema } from "../../src/config/schema.ts";
+import { createDriver } from "../../src/provisioning/create-driver.ts";
 import { DockerDriver, type DockerDriverOptions } from "../../src/provisioning/docker-driver.ts";
 import { databasePassword } from "../../src/provisioning/docker-stack.ts";
 import type { HomeserverSpec } from "../../src/provisioning/driver.ts";
@@ -359,5 +361,31 @@ describe("DockerDriver secrets and errors", () => {
       code: "bad_request",
       message: /slug "Not A Slug"/,
     });
+  });
+});
+
+describe("createDriver with provisioning.driver docker", () => {
+  it("builds the docker driver from config; without provisioning.docker.postgres homeservers use SQLite", async () => {
+    const config = ConfigSchema.parse({
+      provisioning: { driver: "docker", docker: { socketPath: engine.socketPath } },
+    });
+    expect(config.provisioning.docker).toMatchObject({
+      synapseImage: "matrixdotorg/synapse:v1.160.0",
+      network: "switchboard",
+    });
+    const driver = await createDriver(config, createLogger({ level: "silent", pretty: false }));
+    expect(driver.name).toBe("docker");
+    await expect(driver.ensure(spec)).rejects.toMatchObject({
+      code: "bad_request",
+      message: /provisioning\.docker\.postgres/,
+    });
+    engine.images.add(IMAGE);
+    await driver.ensure({ ...spec, database: "sqlite" });
+    const config_ = engine
+      .container(`switchboard-${slug}-synapse`)
+      ?.files.get("/srv/hs/homeserver.yaml");
+    expect(config_?.content).toContain("database: /srv/hs/homeserver.db");
+    expect(config_?.content).toContain(`public_baseurl: https://${slug}.example.com/`);
+    expect(engine.requestsTo("POST", /^\/images\/create$/)).toEqual([]);
   });
 });
