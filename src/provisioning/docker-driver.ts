@@ -25,7 +25,7 @@ import type {
 } from "./driver.ts";
 import type { DockerDriverFactory } from "./create-driver.ts";
 import { engine, engineError, statusOf, tolerant } from "./docker-errors.ts";
-import { pullProgressLogger } from "./pull-progress.ts";
+import { pullProgressLogger, type PullEvent } from "./pull-progress.ts";
 import { createTar } from "./tar.ts";
 import { dropTenantDatabase, ensureTenantDatabase } from "./tenant-database.ts";
 
@@ -288,9 +288,13 @@ export class DockerDriver implements HomeserverDriver {
         new Promise<void>((resolve, reject) => {
           this.#docker.modem.followProgress(
             stream,
-            (error: Error | null) => {
-              if (error === null) resolve();
-              else reject(error);
+            (error: Error | null, events: PullEvent[] | undefined) => {
+              // The engine reports a failed pull as a 200 stream ending in an
+              // { error } line, which followProgress passes on as output.
+              const failed = events?.find((event) => event.error !== undefined)?.error;
+              if (error !== null) reject(error);
+              else if (failed === undefined) resolve();
+              else reject(new AppError("unavailable", `docker: pull ${image} failed: ${failed}`));
             },
             progress.onProgress,
           );

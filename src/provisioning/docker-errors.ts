@@ -6,6 +6,15 @@ import { AppError, describeError } from "../shared/errors.ts";
  * contract's AppErrors, with the operation named and no request details
  * (which could hold more than we want in provisioning.last_error).
  */
+const SOCKET_ERRORS = new Set([
+  "ENOENT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EACCES",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+
 interface EngineFailure {
   statusCode?: number;
   json?: { message?: string } | null;
@@ -16,17 +25,22 @@ export function statusOf(error: unknown): number | undefined {
   return (error as EngineFailure | null)?.statusCode;
 }
 
-/** Engine errors as AppErrors: 4xx (other than 404/409) means the spec is wrong, the rest is transient. */
+/**
+ * Engine errors as AppErrors. A 4xx means the request cannot work as given
+ * (callers handle the 404s and 409s they expect before this); 5xx and
+ * socket failures are transient.
+ */
 export function engineError(operation: string, error: unknown): AppError {
   if (error instanceof AppError) return error;
   const failure = (error ?? {}) as EngineFailure;
   if (failure.statusCode === undefined) {
+    const unreachable = failure.code !== undefined && SOCKET_ERRORS.has(failure.code);
     return new AppError(
       "unavailable",
-      `docker: ${operation}: engine unreachable (${failure.code ?? describeError(error)})`,
-      {
-        cause: error,
-      },
+      unreachable
+        ? `docker: ${operation}: engine unreachable (${failure.code ?? ""})`
+        : `docker: ${operation} failed: ${describeError(error)}`,
+      { cause: error },
     );
   }
   const message = failure.json?.message ?? describeError(error);

@@ -4,6 +4,8 @@ import type { Logger } from "../shared/logger.ts";
 export interface PullEvent {
   readonly id?: string;
   readonly status?: string;
+  /** Set on the last line of a pull that failed after it started (the HTTP status was already 200). */
+  readonly error?: string;
   readonly progressDetail?: { readonly current?: number; readonly total?: number };
 }
 

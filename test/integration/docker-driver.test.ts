@@ -344,6 +344,12 @@ describe("DockerDriver secrets and errors", () => {
       message: /pull example\/does-not-exist:1 failed \(HTTP 404\): pull access denied/,
     });
 
+    const brokenPull = makeDriver({ synapseImage: "example/broken-pull:1" });
+    await expect(brokenPull.ensure(spec)).rejects.toMatchObject({
+      code: "unavailable",
+      message: "docker: pull example/broken-pull:1 failed: unexpected EOF",
+    });
+
     const nowhere = makeDriver({ socketPath: `${engine.socketPath}.missing` });
     await expect(nowhere.inspect(spec.tenantId)).rejects.toMatchObject({
       code: "unavailable",

@@ -288,7 +288,14 @@ export class FakeDockerEngine {
           } as never);
         lines.push({ status: "Pull complete", id });
       }
-      lines.push({ status: `Status: Downloaded newer image for ${image}`, id: null });
+      if (image.includes("broken-pull")) {
+        // The engine has already answered 200 when a layer fails: the error is the stream's last line.
+        const error = "unexpected EOF";
+        lines.push({ error, errorDetail: { message: error } } as never);
+        this.images.delete(image);
+      } else {
+        lines.push({ status: `Status: Downloaded newer image for ${image}`, id: null });
+      }
       return { status: 200, stream: lines.map((line) => JSON.stringify(line)) };
     }
     if (method === "GET" && (match = /^\/images\/(.+)\/json$/.exec(path))) {
