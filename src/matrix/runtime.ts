@@ -15,6 +15,8 @@ import { routeSdkLogging } from "./sdk-logging.ts";
 import { TenantRegistry } from "./tenant-registry.ts";
 
 const INBOX_PRUNE_INTERVAL_MS = 60 * 60 * 1000;
+/** How soon the runtime notices a homeserver the provisioner moved (another process may have). */
+const HOMESERVER_REFRESH_INTERVAL_MS = 10_000;
 
 export interface RuntimeDependencies {
   readonly db: Knex;
@@ -36,6 +38,7 @@ export class Runtime {
   readonly #log: Logger;
   readonly #db: Knex;
   #pruneTimer: NodeJS.Timeout | undefined;
+  #refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: RuntimeDependencies) {
     const { config, db } = deps;
@@ -84,6 +87,12 @@ export class Runtime {
     this.#log.info({ url, tenants: this.registry.size, resumed }, "appservice runtime listening");
     this.#pruneTimer = setInterval(() => void this.pruneInboxes(), INBOX_PRUNE_INTERVAL_MS);
     this.#pruneTimer.unref();
+    this.#refreshTimer = setInterval(() => {
+      this.registry.forgetChanged().catch((error: unknown) => {
+        this.#log.warn({ err: error }, "could not check tenants' homeserver addresses");
+      });
+    }, HOMESERVER_REFRESH_INTERVAL_MS);
+    this.#refreshTimer.unref();
     return url;
   }
 
@@ -107,6 +116,7 @@ export class Runtime {
 
   async stop(): Promise<void> {
     clearInterval(this.#pruneTimer);
+    clearInterval(this.#refreshTimer);
     await this.http.close();
     await this.pipeline.stop();
   }

@@ -116,6 +116,27 @@ export class TenantRegistry {
     };
   }
 
+  /**
+   * Forgets every served tenant whose homeserver address changed in the
+   * database (the provisioner moved it, maybe from another process) or that
+   * is gone, so the next use reloads it. Returns how many were forgotten.
+   */
+  async forgetChanged(): Promise<number> {
+    const current = new Map(
+      (await this.#tenants.listHomeservers(this.#db)).map((homeserver) => [
+        homeserver.tenantId,
+        homeserver.clientUrl,
+      ]),
+    );
+    let forgotten = 0;
+    for (const [tenantId, served] of this.#served) {
+      if (current.get(tenantId) === served.homeserver.clientUrl) continue;
+      this.#served.delete(tenantId);
+      forgotten++;
+    }
+    return forgotten;
+  }
+
   /** Forgets a tenant (deleted, or its homeserver changed) so the next use reloads it. */
   forget(tenantId: TenantId): void {
     this.#served.delete(tenantId);

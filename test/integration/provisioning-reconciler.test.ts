@@ -270,4 +270,24 @@ describe("reconciler decisions (fake driver, PGlite)", () => {
     expect(driver.stateOf(tenantId)).toBe("absent");
     expect(await statusOf(tenantId)).toBeUndefined();
   });
+
+  it("the runtime picks up a homeserver the provisioner moved, also from another process", async () => {
+    const tenantId = await portalTenant();
+    const before = await app.runtime.registry.get(tenantId);
+    expect(before?.homeserver.clientUrl).toMatch(/^https:/);
+    await passFor(tenantId);
+    // In-process: forgotten at once by the provisioner's callback.
+    const after = await app.runtime.registry.get(tenantId);
+    expect(after?.homeserver.clientUrl).toMatch(/^http:\/\/127\.0\.0\.1:/);
+    // Another process moved it: the periodic check forgets the stale entry.
+    await app.tenantRepository.updateHomeserverUrl(
+      app.database.knex,
+      tenantId,
+      "http://127.0.0.1:7",
+    );
+    expect(await app.runtime.registry.forgetChanged()).toBe(1);
+    expect((await app.runtime.registry.get(tenantId))?.homeserver.clientUrl).toBe(
+      "http://127.0.0.1:7",
+    );
+  });
 });
