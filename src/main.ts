@@ -38,6 +38,8 @@ import { createBilling } from "./billing/create.ts";
 import type { Billing } from "./billing/service.ts";
 import { Entitlements } from "./tenants/entitlements.ts";
 import { PlanChanges } from "./tenants/plan-changes.ts";
+import type { TenantBackups } from "./provisioning/backups.ts";
+import { createTenantBackups } from "./provisioning/create-backups.ts";
 
 /** A key test is one tiny call; it should not keep an admin waiting long. */
 const KEY_TEST_TIMEOUT_MS = 15_000;
@@ -71,6 +73,8 @@ export interface App {
   readonly portal: Portal;
   /** Plans and Stripe billing; its timers run with the portal. */
   readonly billing: Billing;
+  /** Per-tenant backups (on demand here; the provisioner runs the schedule). */
+  readonly backups: TenantBackups;
   /** The appservice registration YAML for a tenant's homeserver. */
   registrationYaml(homeserver: TenantHomeserver): string;
   close(): Promise<void>;
@@ -178,6 +182,7 @@ export async function createApp(
     log,
   });
   const billing = createBilling({ config, db, log, mailer, publicUrl: portalUrl, planChanges });
+  const backups = createTenantBackups(config, db, log);
   const portal = new Portal({
     config,
     log,
@@ -204,6 +209,7 @@ export async function createApp(
       log,
     }),
     billing,
+    backups,
     metricsRegistries: [metrics.registry],
     publicUrl: portalUrl,
   });
@@ -222,6 +228,7 @@ export async function createApp(
     apiTokens,
     portal,
     billing,
+    backups,
     entitlements,
     planChanges,
     registrationYaml: (homeserver) =>

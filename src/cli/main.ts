@@ -11,6 +11,7 @@ import { startEmbedded } from "../embedded/start.ts";
 import { createApp, type App } from "../main.ts";
 import { createProvisioner } from "../provisioning/provisioner.ts";
 import { isAppError } from "../shared/errors.ts";
+import { registerBackupCommands } from "./backup.ts";
 import { registerOperatorCommands } from "./operator.ts";
 import { registerTenantPlanCommand } from "./tenant-plan.ts";
 import { printDemo, readSecretFromStdin, writeOut } from "./output.ts";
@@ -216,6 +217,7 @@ agent
   );
 
 registerOperatorCommands(program, withApp);
+registerBackupCommands(program, withApp, OPERATOR);
 
 const admin = program
   .command("admin")

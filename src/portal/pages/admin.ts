@@ -5,6 +5,8 @@ import { isAppError } from "../../shared/errors.ts";
 import { actorOf } from "../access.ts";
 import { adminServices, operatorsOnly, withHealth } from "../admin-views.ts";
 import { auditEntryView } from "../api/audit.ts";
+import { degradedHomeservers } from "../../provisioning/health-store.ts";
+import type { TenantId } from "../../shared/ids.ts";
 import { FormBody } from "../forms.ts";
 import { PageQuery, decodeCursor, toPage } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -25,6 +27,7 @@ export function adminPages(app: PortalApp, deps: PortalDeps): void {
       return reply.page("admin", {
         title: "Admin",
         tenants: await withHealth(health, page.items),
+        ...(await provisioningViews()),
         next:
           page.nextCursor === null
             ? null
@@ -52,6 +55,7 @@ export function adminPages(app: PortalApp, deps: PortalDeps): void {
       {
         title: `Admin · ${overview.name}`,
         adminTenant: tenant,
+        ...(await provisioningViews()),
         plans: operations.plans(),
         entries: page.items,
         next:
@@ -64,6 +68,46 @@ export function adminPages(app: PortalApp, deps: PortalDeps): void {
       error?.status ?? 200,
     );
   }
+
+  /** Each tenant's last backup and degraded homeservers, by tenant id, for the templates. */
+  async function provisioningViews(): Promise<{
+    lastBackups: Record<
+      string,
+      { createdAt: string; status: string; bytes: number | null; error: string | null }
+    >;
+    degraded: Record<string, { since: string | null; failures: number; lastError: string | null }>;
+  }> {
+    const lastBackups: Awaited<ReturnType<typeof provisioningViews>>["lastBackups"] = {};
+    for (const [id, backup] of await deps.backups.latestPerTenant())
+      lastBackups[id] = {
+        createdAt: backup.createdAt.toISOString(),
+        status: backup.status,
+        bytes: backup.bytes,
+        error: backup.error,
+      };
+    const degraded: Awaited<ReturnType<typeof provisioningViews>>["degraded"] = {};
+    for (const [id, record] of await degradedHomeservers(deps.db))
+      degraded[id] = {
+        since: record.lastHealthyAt?.toISOString() ?? null,
+        failures: record.consecutiveFailures,
+        lastError: record.lastError,
+      };
+    return { lastBackups, degraded };
+  }
+
+  app.post(
+    "/admin/tenants/:tenantId/backup",
+    { onRequest: operatorsOnly, schema: { params: TenantParams, body: FormBody } },
+    async (request, reply) =>
+      act(reply, request.params.tenantId, async () => {
+        const overview = await operations.get(request.params.tenantId);
+        const made = await deps.backups.create({
+          id: overview.id as TenantId,
+          slug: overview.slug,
+        });
+        return `Backed up (${String(made.bytes ?? 0)} bytes) to ${made.path}.`;
+      }),
+  );
 
   app.get(
     "/admin/tenants/:tenantId",

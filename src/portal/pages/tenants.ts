@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { withTenant } from "../../db/tenant-transaction.ts";
+import { homeserverHealthOf } from "../../provisioning/health-store.ts";
 import { actorOf, requireAccount, requireRole } from "../access.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -36,6 +38,10 @@ export function tenantPages(app: PortalApp, deps: PortalDeps): void {
     const account = requireAccount(request);
     const own = await deps.members.membershipOf(tenant.id, account.id);
     const overview = await deps.onboarding.overview(tenant, role, own?.matrixUserId ?? null);
-    return reply.page("tenant-overview", { title: tenant.name, tenant, role, overview });
+    const health = await withTenant(deps.db, tenant.id, (trx) =>
+      homeserverHealthOf(trx, tenant.id),
+    );
+    const degraded = health.status === "degraded";
+    return reply.page("tenant-overview", { title: tenant.name, tenant, role, overview, degraded });
   });
 }

@@ -1,0 +1,51 @@
+import { join, resolve } from "node:path";
+import type { Knex } from "knex";
+import type { Config } from "../config/schema.ts";
+import type { TenantId } from "../shared/ids.ts";
+import type { Logger } from "../shared/logger.ts";
+import { TenantBackups } from "./backups.ts";
+import { sqliteHomeserverDatabases } from "./homeserver-database-backup.ts";
+
+/**
+ * Backups as configured: under provisioning.backups.dir (default
+ * <dataDir>/backups), with the homeserver databases of the local driver
+ * (SQLite files under <dataDir>/homeservers). The docker driver's per-tenant
+ * PostgreSQL databases are not dumped yet: its backups hold the Switchboard
+ * data only.
+ */
+export function createTenantBackups(
+  config: Readonly<Config>,
+  db: Knex,
+  log: Logger,
+): TenantBackups {
+  const { backups, driver } = config.provisioning;
+  return new TenantBackups({
+    db,
+    backupsDir: resolve(backups.dir ?? join(config.dataDir, "backups")),
+    schedule: { intervalHours: backups.intervalHours, retain: backups.retain },
+    log: log.child({ module: "backups" }),
+    ...(driver === "local"
+      ? { homeserverDatabase: sqliteHomeserverDatabases(join(config.dataDir, "homeservers")) }
+      : {}),
+    homeserverStopped: (tenantId) => homeserverStopped(db, tenantId),
+  });
+}
+
+/**
+ * Whether the provisioner has stopped the tenant's homeserver: the tenant
+ * is suspended and the last observation says stopped. Read from the
+ * database, not a driver: the local driver only knows the processes of its
+ * own process, and restores run from the CLI.
+ */
+async function homeserverStopped(db: Knex, tenantId: TenantId): Promise<boolean> {
+  const row = (await db("tenants")
+    .join("provisioning", "provisioning.tenant_id", "tenants.id")
+    .where("tenants.id", tenantId)
+    .first("tenants.status", "provisioning.observed_state")) as
+    { status: string; observed_state: string | null } | undefined;
+  return (
+    row !== undefined &&
+    row.status === "suspended" &&
+    (row.observed_state === "stopped" || row.observed_state === "absent")
+  );
+}
