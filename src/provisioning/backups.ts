@@ -17,6 +17,7 @@ const MS_PER_HOUR = 3_600_000;
 const STALE_RUNNING_MS = 2 * MS_PER_HOUR;
 /** The scheduler looks for due tenants at least this often, whatever the interval. */
 const MAX_SCHEDULE_CHECK_MS = 10 * 60_000;
+const FIRST_PASS_DELAY_MS = 60_000;
 export const DATA_FILE = "switchboard.json";
 
 export interface BackupSchedule {
@@ -77,6 +78,7 @@ interface BackupRow {
 export class TenantBackups {
   readonly #deps: TenantBackupsDeps;
   #timer: NodeJS.Timeout | undefined;
+  #first: NodeJS.Timeout | undefined;
   #running: Promise<unknown> = Promise.resolve();
 
   constructor(deps: TenantBackupsDeps) {
@@ -298,9 +300,12 @@ export class TenantBackups {
     return doomed.length;
   }
 
-  /** Runs runDue now and then periodically until stop(). */
+  /**
+   * Runs runDue shortly after start (not at once: the provisioner's first
+   * pass starts homeservers then) and then periodically until stop().
+   */
   start(): void {
-    if (this.#timer !== undefined) return;
+    if (this.#timer !== undefined || this.#first !== undefined) return;
     const everyMs = Math.min(
       this.#deps.schedule.intervalHours * MS_PER_HOUR,
       MAX_SCHEDULE_CHECK_MS,
@@ -310,14 +315,23 @@ export class TenantBackups {
         this.#deps.log.error({ err: describeError(error) }, "backup schedule pass failed");
       });
     };
-    this.#timer = setInterval(tick, everyMs);
-    this.#timer.unref();
-    tick();
+    this.#first = setTimeout(
+      () => {
+        this.#first = undefined;
+        tick();
+        this.#timer = setInterval(tick, everyMs);
+        this.#timer.unref();
+      },
+      Math.min(FIRST_PASS_DELAY_MS, everyMs),
+    );
+    this.#first.unref();
   }
 
   /** Stops the schedule and waits for a pass in progress. */
   async stop(): Promise<void> {
+    clearTimeout(this.#first);
     clearInterval(this.#timer);
+    this.#first = undefined;
     this.#timer = undefined;
     await this.#running;
   }

@@ -99,6 +99,17 @@ export function databaseHealthStore(db: Knex, tenants: TenantRepository): Health
   };
 }
 
+/**
+ * Asks the reconciler for a fresh pass for the tenant that skips its
+ * backoff (as an operator's re-provision does): after the monitor stopped
+ * an unhealthy stack, that pass's ensure starts it again.
+ */
+export async function requestReprovision(db: Knex, tenantId: TenantId): Promise<void> {
+  await withSystemTransaction(db, (trx) =>
+    trx("tenants").where({ id: tenantId }).update({ provision_requested_at: trx.fn.now() }),
+  );
+}
+
 /** Each degraded tenant's record, for the admin area. */
 export async function degradedHomeservers(db: Knex): Promise<Map<TenantId, HealthRecord>> {
   const rows = (await db("homeserver_health").where({ status: "degraded" }).select()) as Row[];

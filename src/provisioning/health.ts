@@ -74,6 +74,8 @@ export interface HealthMonitorDeps {
   readonly log: Logger;
   readonly options: HealthOptions;
   readonly now?: () => Date;
+  /** Where the metrics go; default a registry of the monitor's own. */
+  readonly registry?: Registry;
 }
 
 /** What one check found and did (logs, tests). */
@@ -85,16 +87,25 @@ export interface HealthOutcome {
   readonly alerted: boolean;
 }
 
-/** Prometheus metrics of the monitor, on their own registry (the portal's /metrics merges it). */
-export function createHealthMetrics(): {
-  registry: Registry;
-  checks: Counter<"result">;
-  restarts: Counter;
-  alerts: Counter;
-  degraded: Gauge;
-} {
-  const registry = new Registry();
-  return {
+export interface HealthMetrics {
+  readonly registry: Registry;
+  readonly checks: Counter<"result">;
+  readonly restarts: Counter;
+  readonly alerts: Counter;
+  readonly degraded: Gauge;
+}
+
+/** One set per registry: several monitors may share one app (tests). */
+const metricsByRegistry = new WeakMap<Registry, HealthMetrics>();
+
+/**
+ * The monitor's Prometheus metrics on `registry` (the provisioner passes the
+ * runtime's, which the portal's /metrics serves), or on a registry of their own.
+ */
+export function healthMetrics(registry: Registry = new Registry()): HealthMetrics {
+  const existing = metricsByRegistry.get(registry);
+  if (existing !== undefined) return existing;
+  const metrics: HealthMetrics = {
     registry,
     checks: new Counter({
       name: "switchboard_homeserver_health_checks_total",
@@ -118,6 +129,8 @@ export function createHealthMetrics(): {
       registers: [registry],
     }),
   };
+  metricsByRegistry.set(registry, metrics);
+  return metrics;
 }
 
 /**
@@ -134,7 +147,7 @@ export class HealthMonitor {
   readonly #deps: HealthMonitorDeps;
   readonly #log: Logger;
   readonly #now: () => Date;
-  readonly metrics = createHealthMetrics();
+  readonly metrics: HealthMetrics;
   #timer: NodeJS.Timeout | undefined;
   #pass: Promise<unknown> | undefined;
 
@@ -142,6 +155,7 @@ export class HealthMonitor {
     this.#deps = deps;
     this.#log = deps.log.child({ module: "health" });
     this.#now = deps.now ?? (() => new Date());
+    this.metrics = healthMetrics(deps.registry);
   }
 
   /** Checks every target once now. A pass already running is waited for, not doubled. */

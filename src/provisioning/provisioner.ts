@@ -5,6 +5,8 @@ import { createDriver } from "./create-driver.ts";
 import type { HomeserverDriver } from "./driver.ts";
 import { matrixProbe, type HomeserverProbe } from "./homeserver-checks.ts";
 import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+import { HealthMonitor } from "./health.ts";
+import { databaseHealthStore, requestReprovision } from "./health-store.ts";
 
 /** Seams for tests: a fake driver, probe or bootstrapper, faster timings. */
 export interface ProvisionerOverrides {
@@ -19,6 +21,8 @@ export interface ProvisionerOverrides {
 export interface Provisioner {
   readonly reconciler: Reconciler;
   readonly driver: HomeserverDriver;
+  /** Restarts unhealthy homeservers and marks them degraded (health.ts). */
+  readonly health: HealthMonitor;
   start(): void;
   /** Stops the loop, then the driver (the local driver stops its homeservers). */
   stop(): Promise<void>;
@@ -64,13 +68,39 @@ export async function createProvisioner(
       stepSeconds.observe({ step }, durationMs / 1000);
     },
   });
+  const health = new HealthMonitor({
+    driver,
+    probe: overrides.probe ?? matrixProbe,
+    store: databaseHealthStore(db, app.tenantRepository),
+    // Stopped here, started again by the reconciler's next pass (its ensure),
+    // so the spec is built in one place.
+    restart: async (tenantId) => {
+      await driver.stop(tenantId);
+      await requestReprovision(db, tenantId);
+      reconciler.trigger();
+    },
+    log,
+    options: {
+      ...config.provisioning.health,
+      alertAfterFailures: config.provisioning.alertAfterFailures,
+      initialBackoffMs: config.provisioning.initialBackoffMs,
+      maxBackoffMs: config.provisioning.maxBackoffMs,
+    },
+    registry,
+  });
   return {
     reconciler,
     driver,
+    health,
     start: () => {
       reconciler.start();
+      health.start();
+      // The backup schedule runs where the homeservers' databases are.
+      app.backups.start();
     },
     stop: async () => {
+      await app.backups.stop();
+      await health.stop();
       await reconciler.stop();
       await driver.close?.();
     },
