@@ -6,6 +6,9 @@ import { withTenant } from "../../src/db/tenant-transaction.ts";
 import { TenantBackups, DATA_FILE } from "../../src/provisioning/backups.ts";
 import { MANIFEST_FILE } from "../../src/provisioning/backup-manifest.ts";
 import { KEPT_TABLES, RESTORED_TABLES } from "../../src/provisioning/tenant-data.ts";
+import { sqliteHomeserverDatabases } from "../../src/provisioning/homeserver-database-backup.ts";
+import { DatabaseSync } from "node:sqlite";
+import { mkdir } from "node:fs/promises";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { BACKENDS } from "../support/database.ts";
 import { seedTenant } from "../support/ops-fixtures.ts";
@@ -158,8 +161,48 @@ describe.each(BACKENDS)("tenant backups (%s)", (backend) => {
     expect(await snapshot(acme.id)).toEqual(acmeBefore);
   });
 
+  it("includes the homeserver's SQLite database and restores it only while the homeserver is stopped", async () => {
+    const homeservers = join(t.config.dataDir, "homeservers");
+    await mkdir(join(homeservers, "acme"), { recursive: true });
+    const live = join(homeservers, "acme", "homeserver.db");
+    const sqlite = new DatabaseSync(live);
+    sqlite.exec("create table users (name text); insert into users values ('@alice:acme')");
+    let stopped = false;
+    const full = new TenantBackups({
+      db: t.app.database.knex,
+      backupsDir: join(t.config.dataDir, "backups-full"),
+      schedule: { intervalHours: 6, retain: 2 },
+      log: t.app.log,
+      homeserverDatabase: sqliteHomeserverDatabases(homeservers),
+      homeserverStopped: () => Promise.resolve(stopped),
+    });
+    const made = await full.create(acme);
+    const manifest = JSON.parse(await readFile(join(made.path, MANIFEST_FILE), "utf8")) as {
+      files: { name: string; kind: string; format: string }[];
+    };
+    expect(manifest.files.map((f) => [f.name, f.kind, f.format])).toEqual([
+      [DATA_FILE, "switchboard-data", "json"],
+      ["homeserver.db", "homeserver-database", "sqlite"],
+    ]);
+    sqlite.exec("delete from users");
+    sqlite.close();
+    const auditBefore = (await snapshot(acme.id)).audit_log;
+    await expect(full.restore(acme, made.path, OPS, { homeserverDatabase: true })).rejects.toThrow(
+      /homeserver is running: suspend the tenant/,
+    );
+    expect((await snapshot(acme.id)).audit_log).toEqual(auditBefore);
+    stopped = true;
+    const result = await full.restore(acme, made.path, OPS, { homeserverDatabase: true });
+    expect(result.homeserverDatabase).toBe(true);
+    const reopened = new DatabaseSync(live, { readOnly: true });
+    expect(reopened.prepare("select name from users").all()).toEqual([{ name: "@alice:acme" }]);
+    reopened.close();
+  });
+
   it("schedules due tenants and prunes beyond the retained count", async () => {
     const now = new Date();
+    const earlier = await backups.list(acme.id);
+    expect(earlier.length).toBeGreaterThan(2);
     // acme has recent backups; other has none.
     expect(await backups.runDue(now)).toEqual(["other"]);
     expect(await backups.runDue(now)).toEqual([]);
@@ -167,10 +210,17 @@ describe.each(BACKENDS)("tenant backups (%s)", (backend) => {
     expect(await backups.runDue(new Date(now.getTime() + 7 * HOURS_MS))).toEqual(["acme", "other"]);
     const kept = await backups.list(acme.id);
     expect(kept.map((b) => b.status)).toEqual(["completed", "completed"]);
+    const keptPaths = new Set(kept.map((b) => b.path));
+    for (const b of earlier) {
+      const exists = await stat(b.path).then(
+        () => true,
+        () => false,
+      );
+      expect(exists, b.path).toBe(keptPaths.has(b.path));
+    }
+    // The copy made by an earlier test is not a recorded backup, so it stays.
     const dirs = await readdir(join(t.config.dataDir, "backups", "acme"));
-    for (const b of kept) expect(dirs).toContain(b.path.split("/").at(-1));
-    // The copy made by the previous test is not a recorded backup, so it stays.
-    expect(dirs.filter((d) => !d.endsWith("-corrupt"))).toHaveLength(2);
+    expect(dirs.filter((d) => d.endsWith("-corrupt"))).toHaveLength(1);
     expect(await backups.list(other.id)).toHaveLength(2);
     const latest = await backups.latestPerTenant();
     expect(latest.get(acme.id)?.id).toBe(kept[0]?.id);
