@@ -26,7 +26,6 @@ export const RESTORED_TABLES: readonly string[] = [
   "room_agent_policies",
   "appservice_users",
   "turns",
-  "usage_daily",
   "people",
   "person_identities",
   "messages",
@@ -45,12 +44,16 @@ export const RESTORED_TABLES: readonly string[] = [
 /**
  * Tables that describe the present, not the tenant's content, and that a
  * restore must not roll back: the homeserver's tokens (the running stack uses
- * them), Stripe's mirror and what was already reported to its meter, holds
- * (suspension is decided now), de-duplication of appservice transactions and
- * events (rolling them back could answer an event twice), and the
- * provisioner's and backups' own bookkeeping.
+ * them), Stripe's mirror and what was already reported to its meter, the
+ * daily usage counters (rolling them back would hand out a day's messages
+ * and managed tokens again), holds (suspension is decided now),
+ * de-duplication of appservice transactions and events (rolling them back
+ * could answer an event twice), and the provisioner's and backups' own
+ * bookkeeping. None of them has a foreign key to a restored table, so
+ * replacing those never cascades into these.
  */
 export const KEPT_TABLES: readonly string[] = [
+  "usage_daily",
   "homeservers",
   "subscriptions",
   "meter_reports",
@@ -61,6 +64,20 @@ export const KEPT_TABLES: readonly string[] = [
   "homeserver_health",
   "provisioning",
   "provisioning_steps",
+];
+
+/**
+ * Kept tables that are still written into the backup, for the record (an
+ * operator reading what the tenant's usage, plan state and homeserver were);
+ * a restore does not read them. Encrypted columns stay encrypted.
+ */
+export const ARCHIVED_TABLES: readonly string[] = [
+  "usage_daily",
+  "homeservers",
+  "subscriptions",
+  "meter_reports",
+  "tenant_holds",
+  "provisioning",
 ];
 
 /** The parsed data file. */
@@ -89,7 +106,7 @@ export async function exportTenantData(
       const columns = await insertableColumns(trx);
       const parts: string[] = [];
       const rowCounts: Record<string, number> = {};
-      for (const table of RESTORED_TABLES) {
+      for (const table of [...RESTORED_TABLES, ...ARCHIVED_TABLES]) {
         const cols = columns.get(table);
         if (cols === undefined) throw new AppError("internal", `table ${table} is missing`);
         const list = cols.map(quoteIdent).join(", ");
@@ -162,7 +179,8 @@ export async function replaceTenantData(
     await trx.raw(`delete from ${quoteIdent(table)} where tenant_id = ?`, [tenantId]);
   const restored: Record<string, number> = {};
   for (const table of order) {
-    const entry = data.tables[table];
+    // Own property only: a table named like an Object.prototype member is not data.
+    const entry = Object.hasOwn(data.tables, table) ? data.tables[table] : undefined;
     if (entry === undefined || entry.rows.length === 0) {
       restored[table] = 0;
       continue;
