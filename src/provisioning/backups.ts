@@ -10,6 +10,7 @@ import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { BackupTenant, HomeserverDatabaseBackup } from "./homeserver-database-backup.ts";
 import { readManifest, writeManifest, type BackupManifest } from "./backup-manifest.ts";
+import { removeOrphanedBackups } from "./backup-orphans.ts";
 import { exportTenantData, parseTenantData, replaceTenantData } from "./tenant-data.ts";
 
 const MS_PER_HOUR = 3_600_000;
@@ -243,7 +244,8 @@ export class TenantBackups {
 
   /**
    * One scheduler pass: backs up every tenant whose newest completed backup
-   * is older than the interval (or that has none), then prunes. A tenant's
+   * is older than the interval (or that has none), then prunes, and
+   * removes directories no backup records (purged tenants). A tenant's
    * failure is logged and does not stop the others. Returns the slugs
    * backed up.
    */
@@ -276,6 +278,7 @@ export class TenantBackups {
       }
       await this.prune(tenant.id as TenantId);
     }
+    await removeOrphanedBackups(db, this.#deps.backupsDir, this.#deps.log);
     return done;
   }
 

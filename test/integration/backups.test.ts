@@ -12,6 +12,7 @@ import { mkdir } from "node:fs/promises";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { BACKENDS } from "../support/database.ts";
 import { seedTenant } from "../support/ops-fixtures.ts";
+import { tenantDeletion } from "../../src/tenants/deletion.ts";
 import { startPortalTest, type PortalTest } from "../support/portal.ts";
 
 const OPS: Actor = { id: "ops@example.org", via: "cli" };
@@ -218,11 +219,31 @@ describe.each(BACKENDS)("tenant backups (%s)", (backend) => {
       );
       expect(exists, b.path).toBe(keptPaths.has(b.path));
     }
-    // The copy made by an earlier test is not a recorded backup, so it stays.
+    // The copy an earlier test made is recorded by no backup: removed as an orphan.
     const dirs = await readdir(join(t.config.dataDir, "backups", "acme"));
-    expect(dirs.filter((d) => d.endsWith("-corrupt"))).toHaveLength(1);
+    expect(dirs.sort()).toEqual(
+      kept
+        .filter((b) => b.path.includes(join("backups", "acme")))
+        .map((b) => b.path.split("/").at(-1))
+        .sort(),
+    );
     expect(await backups.list(other.id)).toHaveLength(2);
     const latest = await backups.latestPerTenant();
     expect(latest.get(acme.id)?.id).toBe(kept[0]?.id);
+  });
+
+  it("removes a purged tenant's backups with it", async () => {
+    const gone = await seedTenant(t, "gone");
+    const made = await backups.create(gone);
+    await tenantDeletion.schedule(t.app.database.knex, gone.id, 0, OPS);
+    expect(await tenantDeletion.purgeDue(t.app.database.knex, new Date(Date.now() + 1000))).toEqual(
+      [{ slug: "gone", serverName: "gone.example.test" }],
+    );
+    await backups.runDue();
+    await expect(stat(made.path)).rejects.toThrow();
+    await expect(stat(join(t.config.dataDir, "backups", "gone"))).rejects.toThrow();
+    // Everyone else's backups are untouched.
+    for (const b of await backups.list(acme.id))
+      expect((await stat(b.path)).isDirectory()).toBe(true);
   });
 });
