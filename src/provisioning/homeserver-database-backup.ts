@@ -1,4 +1,4 @@
-import { copyFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { backup, DatabaseSync } from "node:sqlite";
 import { AppError, describeError } from "../shared/errors.ts";
@@ -60,6 +60,8 @@ export function sqliteHomeserverDatabases(homeserversDir: string): HomeserverDat
       } finally {
         source.close();
       }
+      // It holds password hashes and access tokens: readable by us only.
+      await chmod(join(dir, name), 0o600);
       return name;
     },
     async restore(tenant, file) {

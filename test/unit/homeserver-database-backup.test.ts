@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -44,6 +44,7 @@ describe("SQLite homeserver database backups", () => {
     await mkdir(out);
     expect(await backups.dump(TENANT, out)).toBe("homeserver.db");
     expect(rows(join(out, "homeserver.db"))).toEqual(["hello", "world"]);
+    expect((await stat(join(out, "homeserver.db"))).mode & 0o777).toBe(0o600);
 
     writer.prepare("insert into events (body) values (?)").run("after the backup");
     writer.close();
