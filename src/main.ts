@@ -34,6 +34,7 @@ import { SessionStore } from "./portal/auth/sessions.ts";
 import { outboxDir } from "./portal/outbox.ts";
 import { Portal } from "./portal/portal.ts";
 import { ApiTokens } from "./tenants/api-tokens.ts";
+import { HomeserverAdmins } from "./tenants/homeserver-admin.ts";
 import { createBilling } from "./billing/create.ts";
 import type { Billing } from "./billing/service.ts";
 import { Entitlements } from "./tenants/entitlements.ts";
@@ -210,6 +211,7 @@ export async function createApp(
     }),
     billing,
     backups,
+    homeserverAdmins: new HomeserverAdmins(db, cipher),
     metricsRegistries: [metrics.registry],
     publicUrl: portalUrl,
   });

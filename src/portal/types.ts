@@ -20,6 +20,7 @@ import type { SecretCipher } from "../secrets/cipher.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ApiTokens } from "../tenants/api-tokens.ts";
+import type { HomeserverAdmins } from "../tenants/homeserver-admin.ts";
 import type { MemberService } from "../tenants/members.ts";
 import type { TenantOnboarding } from "../tenants/onboarding.ts";
 import type { ProviderKeys } from "../tenants/provider-keys.ts";
@@ -70,6 +71,7 @@ export interface PortalDeps {
   readonly avatars: AgentAvatars;
   /** Plans and Stripe billing (checkout, customer portal, webhooks); off without Stripe keys. */
   readonly billing: Billing;
+  readonly homeserverAdmins: HomeserverAdmins;
   /** Per-tenant backups: the admin area's last backup and "back up now". */
   readonly backups: TenantBackups;
   /** Registries whose metrics /metrics serves beside the portal's own (e.g. the runtime's). */

@@ -127,4 +127,40 @@ export function tenantApi(app: PortalApp, deps: PortalDeps): void {
       return view(await deps.onboarding.overview(tenant, role, own?.matrixUserId ?? null));
     },
   );
+
+  app.get(
+    "/api/v1/tenants/:tenantId/homeserver-admin",
+    {
+      schema: {
+        tags: ["tenants"],
+        summary: "The homeserver's bootstrap admin account (owners), once provisioned",
+        params: TenantIdParams,
+        response: { 200: z.object({ userId: z.string(), passwordWaiting: z.boolean() }) },
+      },
+    },
+    async (request) => {
+      const { tenant } = requireRole(request, "owner");
+      const admin = await deps.homeserverAdmins.of(tenant.id);
+      if (admin === null) throw notFound("homeserver admin (the homeserver is still being set up)");
+      return admin;
+    },
+  );
+
+  app.post(
+    "/api/v1/tenants/:tenantId/homeserver-admin/password",
+    {
+      schema: {
+        tags: ["tenants"],
+        summary:
+          "The bootstrap admin's password, once: it is erased as it is returned (410 afterwards)",
+        params: TenantIdParams,
+        response: { 200: z.object({ userId: z.string(), password: z.string() }) },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, actor } = requireRole(request, "owner");
+      const shown = await deps.homeserverAdmins.revealOnce(tenant.id, actor);
+      return reply.header("cache-control", "no-store").send(shown);
+    },
+  );
 }

@@ -42,6 +42,26 @@ export function tenantPages(app: PortalApp, deps: PortalDeps): void {
       homeserverHealthOf(trx, tenant.id),
     );
     const degraded = health.status === "degraded";
-    return reply.page("tenant-overview", { title: tenant.name, tenant, role, overview, degraded });
+    const admin = role === "owner" ? await deps.homeserverAdmins.of(tenant.id) : null;
+    return reply.page("tenant-overview", {
+      title: tenant.name,
+      tenant,
+      role,
+      overview,
+      degraded,
+      admin,
+    });
   });
+
+  // Shown once, then forgotten (HomeserverAdmins.revealOnce); POST so that no link, prefetch or history replays it.
+  app.post(
+    "/t/:slug/homeserver-admin",
+    { schema: { params: SlugParams, body: FormBody } },
+    async (request, reply) => {
+      const { tenant, role, actor } = requireRole(request, "owner");
+      const shown = await deps.homeserverAdmins.revealOnce(tenant.id, actor);
+      void reply.header("cache-control", "no-store");
+      return reply.page("homeserver-admin", { title: "Homeserver admin", tenant, role, shown });
+    },
+  );
 }
