@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
-import type { Config, Plan } from "../config/schema.ts";
+import type { Plan } from "../config/plans.ts";
+import type { Config } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { AppError, badRequest, conflict } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";

@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import type { Plan } from "../config/schema.ts";
+import type { Plan } from "../config/plans.ts";
 import { AppError, notFound } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 

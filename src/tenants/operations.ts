@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
-import type { Plan } from "../config/schema.ts";
+import type { Plan } from "../config/plans.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { conflict, notFound } from "../shared/errors.ts";
 import { isUuid, type TenantId } from "../shared/ids.ts";

@@ -5,7 +5,7 @@ import { accountRepository } from "../accounts/repository.ts";
 import type { AccountId } from "../accounts/types.ts";
 import { parseOrThrow } from "../agents/validation.ts";
 import { auditLog, type Actor } from "../audit/audit-log.ts";
-import type { Plan } from "../config/schema.ts";
+import type { Plan } from "../config/plans.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { badRequest, describeError, notFound } from "../shared/errors.ts";
 import { isUuid, type TenantId } from "../shared/ids.ts";

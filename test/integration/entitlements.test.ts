@@ -6,7 +6,7 @@ import type { CommandServices } from "../../src/commands/define.ts";
 import { agentCommands } from "../../src/commands/definitions/agents.ts";
 import { parseCommand } from "../../src/commands/parser.ts";
 import type { CommandContext } from "../../src/commands/types.ts";
-import { PlanSchema } from "../../src/config/schema.ts";
+import { PlanSchema } from "../../src/config/plans.ts";
 import { withTenant } from "../../src/db/tenant-transaction.ts";
 import { isAppError } from "../../src/shared/errors.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
