@@ -72,7 +72,11 @@ export class PlanChanges {
       if (row === undefined) throw notFound("tenant");
       if (row.plan === planId)
         return { row, result: { pausedAgents: [], changed: false, from: row.plan, to: planId } };
-      await trx("tenants").where({ id }).update({ plan: planId });
+      // The provisioner's cheap pass skips healthy tenants; the request makes it
+      // apply the new plan's homeserver resources now (in place, data kept).
+      await trx("tenants")
+        .where({ id })
+        .update({ plan: planId, provision_requested_at: trx.fn.now() });
       const pausedAgents = await pauseExtraAgents(trx, id, plan, by);
       await auditLog.recordBy(trx, id, by, "tenant.plan", row.slug, {
         from: row.plan,

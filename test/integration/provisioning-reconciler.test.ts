@@ -221,6 +221,20 @@ describe("reconciler decisions (fake driver, PGlite)", () => {
     expect((await passFor(tenantId))?.result).toBe("converged");
   });
 
+  it("a plan change applies the new plan's homeserver resources on the next pass", async () => {
+    const tenantId = await portalTenant();
+    await passFor(tenantId);
+    expect(driver.callsOf("ensure", tenantId)).toHaveLength(1);
+    await app.planChanges.apply(tenantId, "pro", { id: "ops", via: "cli" });
+    expect((await passFor(tenantId))?.result).toBe("converged");
+    const ensures = driver.callsOf("ensure", tenantId);
+    expect(ensures).toHaveLength(2);
+    const last = ensures.at(-1);
+    expect(last?.method === "ensure" && last.spec.resources).toEqual(
+      app.config.plans.pro?.homeserver,
+    );
+  });
+
   it("a killed homeserver is started again by the next pass", async () => {
     const tenantId = await portalTenant();
     await passFor(tenantId);
