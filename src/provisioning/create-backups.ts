@@ -4,31 +4,47 @@ import type { Config } from "../config/schema.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import { TenantBackups } from "./backups.ts";
-import { sqliteHomeserverDatabases } from "./homeserver-database-backup.ts";
+import {
+  sqliteHomeserverDatabases,
+  type HomeserverDatabaseBackup,
+} from "./homeserver-database-backup.ts";
+import { postgresHomeserverDatabases } from "./postgres-homeserver-backup.ts";
 
 /**
  * Backups as configured: under provisioning.backups.dir (default
  * <dataDir>/backups), with the homeserver databases of the local driver
- * (SQLite files under <dataDir>/homeservers). The docker driver's per-tenant
- * PostgreSQL databases are not dumped yet: its backups hold the Switchboard
- * data only.
+ * (SQLite files under <dataDir>/homeservers) or of the docker driver with
+ * provisioning.docker.postgres (per-tenant databases, pg_dump). The docker
+ * driver's SQLite files live in volumes and are not dumped: its backups
+ * then hold the Switchboard data only.
  */
 export function createTenantBackups(
   config: Readonly<Config>,
   db: Knex,
   log: Logger,
 ): TenantBackups {
-  const { backups, driver } = config.provisioning;
+  const { backups } = config.provisioning;
   return new TenantBackups({
     db,
     backupsDir: resolve(backups.dir ?? join(config.dataDir, "backups")),
     schedule: { intervalHours: backups.intervalHours, retain: backups.retain },
     log: log.child({ module: "backups" }),
-    ...(driver === "local"
-      ? { homeserverDatabase: sqliteHomeserverDatabases(join(config.dataDir, "homeservers")) }
-      : {}),
+    ...homeserverDatabases(config),
     homeserverStopped: (tenantId) => homeserverStopped(db, tenantId),
   });
+}
+
+function homeserverDatabases(config: Readonly<Config>): {
+  homeserverDatabase?: HomeserverDatabaseBackup;
+} {
+  const { driver, docker } = config.provisioning;
+  if (driver === "local")
+    return { homeserverDatabase: sqliteHomeserverDatabases(join(config.dataDir, "homeservers")) };
+  // The same admin URL the docker driver creates the databases with.
+  const adminUrl = docker.postgres?.adminUrl ?? config.database.url;
+  if (docker.postgres !== undefined && adminUrl !== undefined)
+    return { homeserverDatabase: postgresHomeserverDatabases({ adminUrl }) };
+  return {};
 }
 
 /**
