@@ -6,6 +6,7 @@ import pg from "pg";
 import { AppError } from "../shared/errors.ts";
 import { stackNames } from "./docker-stack.ts";
 import type { BackupTenant, HomeserverDatabaseBackup } from "./homeserver-database-backup.ts";
+import { withAdmin } from "./tenant-database.ts";
 
 /**
  * PostgreSQL homeserver databases (the docker driver with
@@ -168,25 +169,6 @@ async function run(
     "unavailable",
     `${what} failed (exit ${String(code)})${reason === "" ? "" : `: ${reason}`}`,
   );
-}
-
-async function withAdmin<T>(adminUrl: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  try {
-    await client.connect();
-  } catch (error) {
-    // The URL may carry a password: name the failure, not the URL.
-    throw new AppError(
-      "unavailable",
-      "cannot connect to the PostgreSQL server for tenant databases",
-      { cause: error },
-    );
-  }
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
 }
 
 async function databaseExists(client: pg.Client, name: string): Promise<boolean> {

@@ -35,7 +35,11 @@ function pgCode(error: unknown): string | undefined {
     : undefined;
 }
 
-async function withAdmin<T>(adminUrl: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `run` on a connection to the shared server as its admin; the error never names the URL. */
+export async function withAdmin<T>(
+  adminUrl: string,
+  run: (client: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = new pg.Client({ connectionString: adminUrl });
   try {
     await client.connect();

@@ -1,43 +1,17 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.ts";
 import { createApp, type App } from "../../src/main.ts";
 import { withTenant } from "../../src/db/tenant-transaction.ts";
 import { databaseHealthStore } from "../../src/provisioning/health-store.ts";
 import { HEALTHY } from "../../src/provisioning/health.ts";
+import { CLI_RUN_TIMEOUT_MS, runCli } from "../support/cli.ts";
 import { BACKENDS } from "../support/database.ts";
 import { seedTenant, signedInOperator } from "../support/ops-fixtures.ts";
 import { startPortalTest, type Browser, type PortalTest } from "../support/portal.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
-
-const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-/** Each run boots the app on PGlite and migrates it: seconds, not milliseconds. */
-const RUN_TIMEOUT_MS = 60_000;
-
-function runCli(
-  args: readonly string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`CLI timed out: ${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe.each(BACKENDS)("backups and health in the admin area (%s)", (backend) => {
   let t: PortalTest;
@@ -144,7 +118,7 @@ describe("switchboard backup (the real CLI)", () => {
       );
       return tenant.id;
     });
-  }, RUN_TIMEOUT_MS);
+  }, CLI_RUN_TIMEOUT_MS);
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
@@ -201,6 +175,6 @@ describe("switchboard backup (the real CLI)", () => {
       );
       expect(audit).toEqual([{ actor: "operator" }]);
     },
-    5 * RUN_TIMEOUT_MS,
+    5 * CLI_RUN_TIMEOUT_MS,
   );
 });

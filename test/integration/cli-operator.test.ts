@@ -1,42 +1,10 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { CLI_RUN_TIMEOUT_MS, runCli } from "../support/cli.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectDatabase } from "../../src/db/connect.ts";
 import { verifyPassword } from "../../src/accounts/passwords.ts";
-
-const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-/** Each run boots the app on PGlite and migrates it: seconds, not milliseconds. */
-const RUN_TIMEOUT_MS = 60_000;
-
-/** Runs the real CLI with a config file; stdin is `input` (closed at once when empty). */
-function runCli(
-  args: readonly string[],
-  input: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, LOG_LEVEL: "error" },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`CLI timed out: ${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
 
 describe("switchboard operator create", () => {
   let dir: string;
@@ -79,7 +47,7 @@ describe("switchboard operator create", () => {
         await verifyPassword("a long enough operator password", row?.password_hash ?? ""),
       ).toBe(true);
     },
-    2 * RUN_TIMEOUT_MS,
+    2 * CLI_RUN_TIMEOUT_MS,
   );
 
   it(
@@ -95,7 +63,7 @@ describe("switchboard operator create", () => {
       const row = await account("second@example.org");
       expect(await verifyPassword(password ?? "", row?.password_hash ?? "")).toBe(true);
     },
-    2 * RUN_TIMEOUT_MS,
+    2 * CLI_RUN_TIMEOUT_MS,
   );
 
   it(
@@ -110,7 +78,7 @@ describe("switchboard operator create", () => {
       expect(run.stdout).toContain("is now an operator (its password is unchanged)");
       expect((await account("ops@example.org"))?.password_hash).toBe(before?.password_hash);
     },
-    2 * RUN_TIMEOUT_MS,
+    2 * CLI_RUN_TIMEOUT_MS,
   );
 
   it(
@@ -130,7 +98,7 @@ describe("switchboard operator create", () => {
       expect(short.stderr).toContain("Password must be at least");
       expect(await account("short@example.org")).toBeUndefined();
     },
-    4 * RUN_TIMEOUT_MS,
+    4 * CLI_RUN_TIMEOUT_MS,
   );
 
   it("documents where the password comes from in --help", async () => {

@@ -1,8 +1,7 @@
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { CLI_RUN_TIMEOUT_MS, runCli } from "../support/cli.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../../src/audit/audit-log.ts";
 import { connectDatabase } from "../../src/db/connect.ts";
@@ -104,31 +103,6 @@ describe("plan changes", () => {
   });
 });
 
-const CLI = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-/** Each run boots the app on PGlite and migrates it: seconds, not milliseconds. */
-const RUN_TIMEOUT_MS = 60_000;
-
-function runCli(args: readonly string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, LOG_LEVEL: "error" },
-    });
-    let out = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`CLI timed out: ${out}`));
-    }, RUN_TIMEOUT_MS);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
-
 describe("switchboard tenant plan", () => {
   let dir: string;
   let config: string;
@@ -159,7 +133,7 @@ describe("switchboard tenant plan", () => {
         "--homeserver-url",
         "http://127.0.0.1:9",
       ]);
-      expect(created.code, created.out).toBe(0);
+      expect(created.code, created.output).toBe(0);
       const assigned = await runCli([
         "-c",
         config,
@@ -170,8 +144,8 @@ describe("switchboard tenant plan", () => {
         "--plan",
         "pro",
       ]);
-      expect(assigned.code, assigned.out).toBe(0);
-      expect(assigned.out).toContain("acme: plan free -> pro\n");
+      expect(assigned.code, assigned.output).toBe(0);
+      expect(assigned.output).toContain("acme: plan free -> pro\n");
       const bad = await runCli([
         "-c",
         config,
@@ -183,7 +157,7 @@ describe("switchboard tenant plan", () => {
         "gold",
       ]);
       expect(bad.code).not.toBe(0);
-      expect(bad.out).toContain("plan: must be one of free, starter, pro, enterprise");
+      expect(bad.output).toContain("plan: must be one of free, starter, pro, enterprise");
       const ghost = await runCli([
         "-c",
         config,
@@ -195,7 +169,7 @@ describe("switchboard tenant plan", () => {
         "pro",
       ]);
       expect(ghost.code).not.toBe(0);
-      expect(ghost.out).toContain('tenant "ghost" not found');
+      expect(ghost.output).toContain('tenant "ghost" not found');
 
       const database = await connectDatabase({ pgliteDir: join(dir, "pglite") });
       try {
@@ -207,6 +181,6 @@ describe("switchboard tenant plan", () => {
         await database.close();
       }
     },
-    4 * RUN_TIMEOUT_MS,
+    4 * CLI_RUN_TIMEOUT_MS,
   );
 });
