@@ -299,7 +299,7 @@ describe("operator admin area", () => {
     const detail = await operator.request(`/admin/tenants/${acme.id}`);
     expect(detail.statusCode).toBe(200);
     expect(detail.body).toContain("tenant.plan");
-    expect(detail.body).toContain("the provisioner itself comes in a later release");
+    expect(detail.body).toContain("asks the provisioner for a fresh pass at once");
     expect(detail.body).toContain('<option value="pro" selected>');
 
     const suspend = await operator.request(`/admin/tenants/${acme.id}/suspend`, { form: {} });

@@ -143,7 +143,7 @@ export function adminPages(app: PortalApp, deps: PortalDeps): void {
     suspend: "Suspended: its agents stop answering; its data is kept.",
     resume: "Resumed.",
     reprovision:
-      "Re-provisioning requested. The provisioner picks it up on its next pass (the provisioner ships in a later release).",
+      "Re-provisioning requested. The provisioner takes it up at once, skipping any backoff.",
   } as const;
   for (const action of ["suspend", "resume", "reprovision"] as const) {
     app.post(
