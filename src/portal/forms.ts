@@ -10,8 +10,21 @@ import { isAppError } from "../shared/errors.ts";
 export const FormBody = z.record(z.string().max(64), z.string().max(16_384));
 
 /**
- * Runs a form's action; a 4xx AppError re-renders the form with the message
- * and what the person typed (never the password), with the error's status.
+ * Shows a refusal on the form it answers: a 4xx AppError becomes `show`'s
+ * page with the message and the error's status; anything else (5xx, an
+ * unreachable upstream's 502) is rethrown for the error handler's page.
+ */
+export async function showRefusal(
+  error: unknown,
+  show: (message: string, status: number) => Promise<FastifyReply>,
+): Promise<FastifyReply> {
+  if (isAppError(error) && error.httpStatus < 500) return show(error.message, error.httpStatus);
+  throw error;
+}
+
+/**
+ * Runs a form's action; a refusal re-renders the form with the message and
+ * what the person typed (never the password), with the error's status.
  */
 export async function formAction(
   reply: FastifyReply,
@@ -22,7 +35,8 @@ export async function formAction(
   try {
     return await action();
   } catch (error) {
-    if (!isAppError(error) || error.httpStatus >= 500) throw error;
-    return reply.page(template, { ...data, error: error.message }, error.httpStatus);
+    return showRefusal(error, (message, status) =>
+      reply.page(template, { ...data, error: message }, status),
+    );
   }
 }

@@ -105,17 +105,12 @@ export class Entitlements {
 
   /** Refuses a new (active) agent when the tenant's active agents reach plan.agents. */
   async assertCanAddAgent(trx: Knex.Transaction, tenantId: TenantId): Promise<void> {
-    const tenantPlan = await this.planIn(trx, tenantId, true);
-    const limit = tenantPlan.plan.agents;
-    if (limit === null) return;
-    const active = await activeAgents(trx, tenantId);
-    if (active >= limit)
-      throw planLimitError(
-        tenantPlan,
-        "agents",
-        `the ${tenantPlan.plan.name} plan allows ${plural(limit, "agent")}; upgrade to add more`,
-        { allowed: limit, current: active },
-      );
+    await this.#assertActiveAgentsBelowLimit(
+      trx,
+      tenantId,
+      (plan, limit) =>
+        `the ${plan.name} plan allows ${plural(limit, "agent")}; upgrade to add more`,
+    );
   }
 
   /**
@@ -125,17 +120,29 @@ export class Entitlements {
    * agent that is paused now.
    */
   async assertCanActivateAgent(trx: Knex.Transaction, tenantId: TenantId): Promise<void> {
+    await this.#assertActiveAgentsBelowLimit(
+      trx,
+      tenantId,
+      (plan, limit) =>
+        `the ${plan.name} plan allows ${plural(limit, "active agent")}; pause another agent or upgrade to activate this one`,
+    );
+  }
+
+  /** One more active agent must stay within plan.agents (the tenant row locked for the count). */
+  async #assertActiveAgentsBelowLimit(
+    trx: Knex.Transaction,
+    tenantId: TenantId,
+    refusal: (plan: Plan, limit: number) => string,
+  ): Promise<void> {
     const tenantPlan = await this.planIn(trx, tenantId, true);
     const limit = tenantPlan.plan.agents;
     if (limit === null) return;
     const active = await activeAgents(trx, tenantId);
     if (active >= limit)
-      throw planLimitError(
-        tenantPlan,
-        "agents",
-        `the ${tenantPlan.plan.name} plan allows ${plural(limit, "active agent")}; pause another agent or upgrade to activate this one`,
-        { allowed: limit, current: active },
-      );
+      throw planLimitError(tenantPlan, "agents", refusal(tenantPlan.plan, limit), {
+        allowed: limit,
+        current: active,
+      });
   }
 
   /** Refuses an agent on the operator's managed model key when the plan requires the tenant's own key. */

@@ -1,14 +1,15 @@
+import type { MultipartFile } from "@fastify/multipart";
 import type { FastifyError, FastifyReply } from "fastify";
 import { z } from "zod";
 import { AVATAR_TYPES } from "../../agents/avatar.ts";
 import type { Agent } from "../../agents/types.ts";
 import { ModelProviderName } from "../../config/schema.ts";
-import { badRequest, isAppError } from "../../shared/errors.ts";
+import { AppError, badRequest } from "../../shared/errors.ts";
 import type { Tenant } from "../../tenants/types.ts";
 import type { MemberRole } from "../../tenants/memberships.ts";
 import { requireRole } from "../access.ts";
 import { agentView, agentsPage, serverNameOf, type AgentView } from "../api/agents.ts";
-import { FormBody } from "../forms.ts";
+import { FormBody, showRefusal } from "../forms.ts";
 import { PageQuery } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 
@@ -131,7 +132,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
         );
         agent = await deps.agents.create(tenant.id, agentInput(given), actor);
       } catch (error) {
-        return refuse(error, (message, status) =>
+        return showRefusal(error, (message, status) =>
           formPage(
             reply,
             tenant,
@@ -177,7 +178,7 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
       try {
         agent = await deps.agents.update(tenant.id, saved.name, agentInput(typed), actor);
       } catch (error) {
-        return refuse(error, (message, status) =>
+        return showRefusal(error, (message, status) =>
           formPage(
             reply,
             tenant,
@@ -218,10 +219,10 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
       let agent: Agent;
       try {
         const file = await request.file();
-        const bytes = file === undefined ? Buffer.alloc(0) : await file.toBuffer();
+        const bytes = file === undefined ? Buffer.alloc(0) : await readUpload(file);
         agent = await deps.avatars.set(tenant.id, saved.name, bytes, actor);
       } catch (error) {
-        return refuse(error, (message, status) =>
+        return showRefusal(error, (message, status) =>
           formPage(
             reply,
             tenant,
@@ -239,17 +240,13 @@ export function agentPages(app: PortalApp, deps: PortalDeps): void {
   );
 }
 
-/**
- * Shows a refusal on the form, as formAction does, for 4xx AppErrors and an
- * image over the size limit; anything else (5xx, an unreachable homeserver's
- * 502) goes to the error handler and its error page.
- */
-async function refuse(
-  error: unknown,
-  show: (message: string, status: number) => Promise<FastifyReply>,
-): Promise<FastifyReply> {
-  if ((error as Partial<FastifyError>).code === "FST_REQ_FILE_TOO_LARGE")
-    return show("avatar: the image is too large", 413);
-  if (isAppError(error) && error.httpStatus < 500) return show(error.message, error.httpStatus);
-  throw error;
+/** The uploaded bytes; over portal.maxAvatarBytes is a 413 refusal shown on the form. */
+async function readUpload(file: MultipartFile): Promise<Buffer> {
+  try {
+    return await file.toBuffer();
+  } catch (error) {
+    if ((error as Partial<FastifyError>).code === "FST_REQ_FILE_TOO_LARGE")
+      throw new AppError("bad_request", "avatar: the image is too large", { httpStatus: 413 });
+    throw error;
+  }
 }
