@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { Account, AccountId } from "./types.ts";
 
-interface AccountRow {
+export interface AccountRow {
   id: string;
   email: string;
   display_name: string;
@@ -13,7 +13,7 @@ interface AccountRow {
 
 export type EmailTokenPurpose = "verify" | "reset";
 
-function toAccount(row: AccountRow): Account {
+export function toAccount(row: AccountRow): Account {
   return {
     id: row.id as AccountId,
     email: row.email,
@@ -49,7 +49,6 @@ export const accountRepository = {
     return row === undefined ? undefined : toAccount(row);
   },
 
-  /** Several accounts at once (e.g. a page of a tenant's members); unknown ids are left out. */
   async findByIds(db: Knex, ids: readonly AccountId[]): Promise<Account[]> {
     if (ids.length === 0) return [];
     const rows = (await db("accounts").whereIn("id", [...ids])) as AccountRow[];

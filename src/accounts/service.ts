@@ -40,15 +40,17 @@ export class AccountService {
   readonly #mailer: Mailer;
   readonly #publicUrl: string;
   readonly #log: Logger;
-  /** Verified against when the email is unknown, so both cases take as long. */
-  readonly #decoyHash: Promise<string>;
+  /**
+   * Verified against when the email is unknown, so both cases take as long.
+   * Made on the first login attempt, not at start-up (every CLI command builds this service).
+   */
+  #decoyHash: Promise<string> | undefined;
 
   constructor(db: Knex, mailer: Mailer, options: { publicUrl: string; log: Logger }) {
     this.#db = db;
     this.#mailer = mailer;
     this.#publicUrl = options.publicUrl.replace(/\/+$/, "");
     this.#log = options.log.child({ module: "accounts" });
-    this.#decoyHash = hashPassword(generateToken());
   }
 
   /**
@@ -108,7 +110,7 @@ export class AccountService {
       : undefined;
     const matches = await verifyPassword(
       password.slice(0, 256),
-      found?.passwordHash ?? (await this.#decoyHash),
+      found?.passwordHash ?? (await (this.#decoyHash ??= hashPassword(generateToken()))),
     );
     if (found === undefined || !matches) throw new AppError("unauthorized", BAD_CREDENTIALS);
     if (needsRehash(found.passwordHash)) {
@@ -152,10 +154,6 @@ export class AccountService {
     await accountRepository.markVerified(this.#db, accountId);
     this.#log.info({ accountId }, "password reset");
     return accountId;
-  }
-
-  async get(id: AccountId): Promise<Account | undefined> {
-    return accountRepository.findById(this.#db, id);
   }
 
   /**

@@ -89,12 +89,15 @@ export function registerAuth(app: PortalApp, deps: PortalDeps): void {
     const sessionCookie = request.cookies[SESSION_COOKIE];
     if (sessionCookie === undefined || sessionCookie.length > 128) return;
     const session = await deps.sessions.resolve(sessionCookie);
-    const account = session === undefined ? undefined : await deps.accounts.get(session.accountId);
-    if (session === undefined || account === undefined) {
+    if (session === undefined) {
       void reply.endSession();
       return;
     }
-    request.principal = { kind: "account", account, sessionIdSha256: session.idSha256 };
+    request.principal = {
+      kind: "account",
+      account: session.account,
+      sessionIdSha256: session.record.idSha256,
+    };
   });
 
   // Before validation, so a forged request is refused as forged whatever its body.

@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import { generateToken, sha256Hex } from "../../secrets/cipher.ts";
-import type { AccountId } from "../../accounts/types.ts";
+import { toAccount, type AccountRow } from "../../accounts/repository.ts";
+import type { Account, AccountId } from "../../accounts/types.ts";
 
 const DAY_MS = 86_400_000;
 /** A session's expiry moves forward at most this often, so a busy page costs no write per request. */
@@ -38,25 +39,35 @@ export class SessionStore {
     return { cookieValue, record: { accountId, idSha256 } };
   }
 
-  /** The live session behind a cookie value, or undefined (unknown or expired). */
-  async resolve(cookieValue: string): Promise<SessionRecord | undefined> {
+  /**
+   * The live session behind a cookie value and its account, in one query;
+   * undefined when unknown or expired (an expired one is deleted).
+   */
+  async resolve(
+    cookieValue: string,
+  ): Promise<{ record: SessionRecord; account: Account } | undefined> {
     const idSha256 = sha256Hex(cookieValue);
     const row = (await this.#db("sessions")
-      .where({ id_sha256: idSha256 })
-      .first("account_id", "expires_at", "last_seen_at")) as
-      { account_id: string; expires_at: Date; last_seen_at: Date } | undefined;
+      .join("accounts", "accounts.id", "sessions.account_id")
+      .where("sessions.id_sha256", idSha256)
+      .first(
+        "accounts.*",
+        "sessions.expires_at as session_expires_at",
+        "sessions.last_seen_at as session_last_seen_at",
+      )) as (AccountRow & { session_expires_at: Date; session_last_seen_at: Date }) | undefined;
     if (row === undefined) return undefined;
     const now = Date.now();
-    if (new Date(row.expires_at).getTime() <= now) {
+    if (new Date(row.session_expires_at).getTime() <= now) {
       await this.#db("sessions").where({ id_sha256: idSha256 }).delete(["id_sha256"]);
       return undefined;
     }
-    if (now - new Date(row.last_seen_at).getTime() > TOUCH_INTERVAL_MS) {
+    if (now - new Date(row.session_last_seen_at).getTime() > TOUCH_INTERVAL_MS) {
       await this.#db("sessions")
         .where({ id_sha256: idSha256 })
         .update({ last_seen_at: new Date(now), expires_at: new Date(now + this.#idleMs) });
     }
-    return { accountId: row.account_id as AccountId, idSha256 };
+    const account = toAccount(row);
+    return { record: { accountId: account.id, idSha256 }, account };
   }
 
   async revoke(idSha256: string): Promise<void> {
