@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { NETWORKS } from "../bridges/networks.ts";
 import { DEFAULT_PLANS, PlanSchema } from "./plans.ts";
 
 /**
@@ -80,6 +81,15 @@ export const ConfigSchema = z
           .string()
           .regex(/^[a-z0-9._=-]{1,64}$/, "must be a lowercase Matrix localpart")
           .default("switchboard"),
+        /**
+         * Localpart of the service's relay account on every tenant homeserver:
+         * logged in to each bridge as the tenant's Slack app / Discord bot /
+         * Telegram bot, it relays the agents' messages (src/bridges).
+         */
+        relayLocalpart: z
+          .string()
+          .regex(/^[a-z0-9._=-]{1,64}$/, "must be a lowercase Matrix localpart")
+          .default("switchboard-relay"),
         /** Minimum gap between streamed edits of one answer. */
         editThrottleMs: z.number().int().min(100).max(10_000).default(700),
         /** Incoming message bodies longer than this are cut before they reach a model. */
@@ -266,6 +276,18 @@ export const ConfigSchema = z
             /** Ports handed out to tenant homeservers (one each, kept across restarts). */
             portRangeStart: port.default(18_100),
             portRangeEnd: port.default(18_999),
+            /**
+             * How to run each bridge here: the executable and leading arguments
+             * (the driver appends `-c config.yaml -r registration.yaml`). A
+             * network without one cannot be connected with the local driver.
+             */
+            bridgeCommands: z
+              .strictObject({
+                slack: z.array(z.string().min(1)).min(1).optional(),
+                discord: z.array(z.string().min(1)).min(1).optional(),
+                telegram: z.array(z.string().min(1)).min(1).optional(),
+              })
+              .prefault({}),
           })
           .prefault({})
           .refine((local) => local.portRangeStart <= local.portRangeEnd, {
@@ -278,6 +300,14 @@ export const ConfigSchema = z
             /** The Docker Engine API's unix socket. */
             socketPath: z.string().min(1).default("/var/run/docker.sock"),
             synapseImage: z.string().min(1).default("matrixdotorg/synapse:v1.160.0"),
+            /** The bridges' images (official mautrix images by default, see src/bridges/networks.ts). */
+            bridgeImages: z
+              .strictObject({
+                slack: z.string().min(1).default(NETWORKS.slack.defaultImage),
+                discord: z.string().min(1).default(NETWORKS.discord.defaultImage),
+                telegram: z.string().min(1).default(NETWORKS.telegram.defaultImage),
+              })
+              .prefault({}),
             /** Network shared by the runtime, PostgreSQL and every tenant's Synapse (created if missing); the runtime reaches homeservers by container name on it. */
             network: z
               .string()
@@ -298,6 +328,18 @@ export const ConfigSchema = z
               .optional(),
           })
           .prefault({}),
+      })
+      .prefault({}),
+    /** Tenants' mautrix bridges (src/bridges), run by the provisioner next to each homeserver. */
+    bridges: z
+      .strictObject({
+        /** How long a started bridge gets to answer its provisioning API before the pass fails. */
+        readyTimeoutMs: z.number().int().min(1000).max(600_000).default(60_000),
+        /**
+         * Public base URL of the bridges' media endpoint (appservice.public_address), which
+         * Discord needs to show agents' avatars on relayed messages; without it avatars are off.
+         */
+        publicMediaUrl: httpUrl.optional(),
       })
       .prefault({}),
     embedded: z

@@ -14,6 +14,8 @@ export interface RegistrationParameters {
   readonly runtimeUrl: string;
   readonly agentPrefix: string;
   readonly botLocalpart: string;
+  /** The relay account bridges log in as (src/bridges). */
+  readonly relayLocalpart: string;
 }
 
 /** The registration as matrix-bot-sdk's Appservice wants it. */
@@ -59,6 +61,7 @@ export function buildRegistration(
     runtimeUrl: parameters.runtimeUrl.replace(/\/+$/, ""),
     tenantId: homeserver.tenantId,
     botLocalpart: parameters.botLocalpart,
+    relayLocalpart: escapeRegex(parameters.relayLocalpart),
     agentPrefix: escapeRegex(parameters.agentPrefix),
     serverNameRegex: escapeRegex(homeserver.serverName),
   }) as Record<string, unknown>;

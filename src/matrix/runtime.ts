@@ -127,5 +127,6 @@ export function registrationParameters(config: Readonly<Config>): RegistrationPa
     runtimeUrl: config.runtime.publicUrl ?? `http://${config.runtime.host}:${config.runtime.port}`,
     agentPrefix: config.runtime.agentPrefix,
     botLocalpart: config.runtime.botLocalpart,
+    relayLocalpart: config.runtime.relayLocalpart,
   };
 }

@@ -28,11 +28,12 @@ const PARAMETERS: RegistrationParameters = {
   runtimeUrl: "http://127.0.0.1:9000",
   agentPrefix: "ai_",
   botLocalpart: "switchboard",
+  relayLocalpart: "switchboard-relay",
 };
 
-/** The single exclusive user namespace regex of a registration. */
+/** The agents' exclusive user namespace regex of a registration (the first; the relay account's is second). */
 function userRegex(registration: RegistrationDocument): string {
-  expect(registration.namespaces.users).toHaveLength(1);
+  expect(registration.namespaces.users).toHaveLength(2);
   const [namespace] = registration.namespaces.users;
   expect(namespace?.exclusive).toBe(true);
   return namespace!.regex;
@@ -97,6 +98,14 @@ describe("buildRegistration", () => {
     expect(claims(regex, "@alice:acme.test")).toBe(false);
     expect(claims(regex, "@switchboardai_x:acme.test")).toBe(false);
     expect(claims(regex, "@ai_ada:other.test")).toBe(false);
+  });
+
+  it("claims exactly the relay account in a second exclusive namespace", () => {
+    const relay = buildRegistration(homeserver(), PARAMETERS).namespaces.users[1];
+    expect(relay?.exclusive).toBe(true);
+    expect(claims(relay!.regex, "@switchboard-relay:acme.test")).toBe(true);
+    expect(claims(relay!.regex, "@switchboard-relayx:acme.test")).toBe(false);
+    expect(claims(relay!.regex, "@switchboard-relay:other.test")).toBe(false);
   });
 
   it("escapes the dots of the server name", () => {

@@ -13,6 +13,7 @@ import * as m011 from "./011_tenant_holds.ts";
 import * as m012 from "./012_managed_usage.ts";
 import * as m013 from "./013_provisioning.ts";
 import * as m014 from "./014_backups_health.ts";
+import * as m015 from "./015_bridges.ts";
 
 interface Migration {
   readonly name: string;
@@ -38,4 +39,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "012_managed_usage", up: m012.up },
   { name: "013_provisioning", up: m013.up },
   { name: "014_backups_health", up: m014.up },
+  { name: "015_bridges", up: m015.up },
 ];
