@@ -14,6 +14,8 @@ import { connectDatabase, type Database } from "./db/connect.ts";
 import { migrateToLatest } from "./db/migrate.ts";
 import { markdownToHtml } from "./matrix/formatting.ts";
 import { MatrixMedia } from "./matrix/media.ts";
+import { MatrixRoomInvites } from "./matrix/room-invites.ts";
+import { BridgeService } from "./bridges/service.ts";
 import { createRuntimeMetrics, observeTurns } from "./matrix/metrics.ts";
 import { MemoryService } from "./memory/service.ts";
 import { buildRegistration, registrationToYaml } from "./matrix/registration.ts";
@@ -76,6 +78,8 @@ export interface App {
   readonly billing: Billing;
   /** Per-tenant backups (on demand here; the provisioner runs the schedule). */
   readonly backups: TenantBackups;
+  /** Tenants' Slack, Discord and Telegram bridges (portal, API and chat). */
+  readonly bridges: BridgeService;
   /** The appservice registration YAML for a tenant's homeserver. */
   registrationYaml(homeserver: TenantHomeserver): string;
   close(): Promise<void>;
@@ -119,6 +123,16 @@ export async function createApp(
   const agents = new AgentService(db, config.models, entitlements);
   const providerKeys = new ProviderKeys(db, cipher);
   const memory = new MemoryService(db);
+  const bridges = new BridgeService({
+    db,
+    cipher,
+    entitlements,
+    tenants: tenantRepository,
+    invites: new MatrixRoomInvites(),
+    agentPrefix: config.runtime.agentPrefix,
+    relayLocalpart: config.runtime.relayLocalpart,
+    log,
+  });
   const commands = buildCommands({
     agents,
     keys: providerKeys,
@@ -136,6 +150,8 @@ export async function createApp(
     hasManagedKey: (provider) => config.models[provider].apiKey !== undefined,
     defaultModel: (provider) => config.models[provider].defaultModel,
     agentPrefix: config.runtime.agentPrefix,
+    bridges,
+    portalUrl,
   });
   const roomSizes = new RoomSizes();
   const bot = new BotCommands({ db, commands, render: markdownToHtml, log, roomSizes });
@@ -212,6 +228,7 @@ export async function createApp(
     billing,
     backups,
     homeserverAdmins: new HomeserverAdmins(db, cipher),
+    bridges,
     metricsRegistries: [metrics.registry],
     publicUrl: portalUrl,
   });
@@ -231,6 +248,7 @@ export async function createApp(
     portal,
     billing,
     backups,
+    bridges,
     entitlements,
     planChanges,
     registrationYaml: (homeserver) =>

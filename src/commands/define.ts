@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type { ModelProviderName } from "../config/schema.ts";
 import type { AgentService } from "../agents/service.ts";
+import type { BridgeService } from "../bridges/service.ts";
 import type { MemoryService } from "../memory/service.ts";
 import type { ProviderKeys } from "../tenants/provider-keys.ts";
 import type { UsageSummary } from "../tenants/usage.ts";
@@ -19,6 +20,9 @@ export interface CommandServices {
   readonly hasManagedKey: (provider: ModelProviderName) => boolean;
   readonly defaultModel: (provider: ModelProviderName) => string;
   readonly agentPrefix: string;
+  readonly bridges: BridgeService;
+  /** The portal's base URL, for commands that point to a page. */
+  readonly portalUrl: string;
 }
 
 /** Types a definition against its schema, then erases the argument type for the registry. */

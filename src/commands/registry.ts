@@ -1,5 +1,6 @@
 import { adminCommands } from "./definitions/admin.ts";
 import { agentCommands } from "./definitions/agents.ts";
+import { bridgeCommands } from "./definitions/bridges.ts";
 import { keyCommands } from "./definitions/keys.ts";
 import { memoryCommands } from "./definitions/memory.ts";
 import type { CommandServices } from "./define.ts";
@@ -13,6 +14,7 @@ export function buildCommands(services: CommandServices): readonly AnyCommand[] 
     ...agentCommands(services),
     ...keyCommands(services),
     ...memoryCommands(services),
+    ...bridgeCommands(services),
   );
   return commands;
 }

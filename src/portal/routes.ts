@@ -16,6 +16,8 @@ import { agentApi } from "./api/agents.ts";
 import { memoryApi } from "./api/memory.ts";
 import { tenantDeletionApi } from "./api/tenant-deletion.ts";
 import { agentPages } from "./pages/agents.ts";
+import { bridgeApi } from "./api/bridges.ts";
+import { bridgePages } from "./pages/bridges.ts";
 import { memoryPages } from "./pages/memory.ts";
 import { settingsPages } from "./pages/settings.ts";
 import { keyApi } from "./api/keys.ts";
@@ -53,6 +55,8 @@ const FEATURES: readonly ((app: PortalApp, deps: PortalDeps) => void)[] = [
   agentApi,
   memoryPages,
   memoryApi,
+  bridgePages,
+  bridgeApi,
   settingsPages,
   tenantDeletionApi,
   apiDocs,

@@ -13,6 +13,7 @@ import type { Mailer } from "../accounts/mailer.ts";
 import type { AgentAvatars } from "../agents/avatar.ts";
 import type { AgentService } from "../agents/service.ts";
 import type { Billing } from "../billing/service.ts";
+import type { BridgeService } from "../bridges/service.ts";
 import type { TenantBackups } from "../provisioning/backups.ts";
 import type { Config } from "../config/schema.ts";
 import type { MemoryService } from "../memory/service.ts";
@@ -72,6 +73,8 @@ export interface PortalDeps {
   /** Plans and Stripe billing (checkout, customer portal, webhooks); off without Stripe keys. */
   readonly billing: Billing;
   readonly homeserverAdmins: HomeserverAdmins;
+  /** Connecting, inspecting and disconnecting Slack, Discord and Telegram. */
+  readonly bridges: BridgeService;
   /** Per-tenant backups: the admin area's last backup and "back up now". */
   readonly backups: TenantBackups;
   /** Registries whose metrics /metrics serves beside the portal's own (e.g. the runtime's). */
