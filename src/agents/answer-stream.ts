@@ -1,6 +1,22 @@
 import type { EventId, MatrixUserId, RoomId } from "../shared/ids.ts";
 import type { ChatGateway, OutgoingMessage } from "./ports.ts";
 
+/**
+ * Where a turn writes its answer as the model produces it: streamed into
+ * the room (AnswerStream) or delivered whole (BridgedAnswer). Calls must not
+ * overlap, except that append's promise need not be awaited.
+ */
+export interface AnswerWriter {
+  /** Everything appended so far. */
+  readonly text: string;
+  /** Adds model output; never rejects (a failed update is thrown by finish). */
+  append(delta: string): Promise<void>;
+  /** Shows the complete answer; resolves to the event id the turn records as its reply. */
+  finish(): Promise<EventId>;
+  /** Ends the answer with a notice of what went wrong, keeping any text already written. */
+  fail(notice: string): Promise<EventId>;
+}
+
 /** Shown after the text while the answer is still being written. */
 const IN_PROGRESS_MARK = " …";
 
@@ -28,7 +44,7 @@ export interface AnswerStreamOptions {
  * answers that finish within the first throttle window are a single message.
  * Calls must not overlap (the turn awaits each one).
  */
-export class AnswerStream {
+export class AnswerStream implements AnswerWriter {
   readonly #options: AnswerStreamOptions;
   readonly #now: () => number;
   readonly #startedAt: number;

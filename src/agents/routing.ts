@@ -1,7 +1,17 @@
+import { BRIDGE_NETWORKS, NETWORKS } from "../bridges/networks.ts";
 import type { AgentId, MatrixUserId } from "../shared/ids.ts";
 import type { IncomingMessage } from "./ports.ts";
 import type { AgentIdentity, RoomTriggerPolicy, TriggerPolicy } from "./types.ts";
 import { escapeRegex } from "../shared/text.ts";
+
+/** The tenant's accounts that speak for software, not for a person. */
+export interface ServiceAccounts {
+  /** The tenant's homeserver: bridge bots are their networks' bot localparts here. */
+  readonly serverName: string;
+  readonly botUserId: MatrixUserId;
+  /** The relay account the bridges post agents' messages for. */
+  readonly relayUserId: MatrixUserId;
+}
 
 export interface RoutingInput {
   readonly message: IncomingMessage;
@@ -12,6 +22,25 @@ export interface RoutingInput {
   readonly repliedToSender: MatrixUserId | null;
   /** This room's overrides of agents' trigger policies. */
   readonly roomPolicies?: ReadonlyMap<AgentId, RoomTriggerPolicy>;
+  readonly serviceAccounts: ServiceAccounts;
+}
+
+/**
+ * Whether `sender` is software rather than a person: an agent, the service
+ * bot, the relay account or a bridge's bot. Answering one could start a
+ * loop (a bridge bot's "not logged in" notice, an agent relayed back), so
+ * none of them is answered, whatever the msgtype.
+ */
+export function isServiceSender(
+  sender: MatrixUserId,
+  agents: readonly AgentIdentity[],
+  accounts: ServiceAccounts,
+): boolean {
+  if (sender === accounts.botUserId || sender === accounts.relayUserId) return true;
+  if (agents.some((identity) => identity.userId === sender)) return true;
+  return BRIDGE_NETWORKS.some(
+    (network) => sender === `@${NETWORKS[network].botLocalpart}:${accounts.serverName}`,
+  );
 }
 
 /** Whether the text names the agent: its Matrix ID, display name or name, as a whole word. */
@@ -48,9 +77,10 @@ function pilledUserIds(html: string): Set<string> {
 }
 
 /**
- * Which agents answer a message. The sender is a person (the caller drops
- * messages from agents and the service bot, so agents never answer each
- * other). Notices are never answered: bots and bridges speak in notices.
+ * Which agents answer a message. Only people are answered: messages from
+ * agents, the service bot, the relay account and bridge bots get no answer
+ * (isServiceSender), so agents never answer each other or a bridge in a
+ * loop. Notices are never answered: bots and bridges speak in notices.
  * A room's override replaces the agent's own policy there (`off` silences
  * it). A message addressed to agents is theirs alone: those willing answer,
  * nobody else does, even when the addressed stay silent; otherwise
@@ -59,6 +89,7 @@ function pilledUserIds(html: string): Set<string> {
  */
 export function chooseResponders(input: RoutingInput): AgentIdentity[] {
   if (input.message.msgtype === "m.notice") return [];
+  if (isServiceSender(input.message.sender, input.agents, input.serviceAccounts)) return [];
   const policyOf = (identity: AgentIdentity): TriggerPolicy | "off" =>
     input.roomPolicies?.get(identity.agent.id) ?? identity.agent.triggerPolicy;
   const active = input.agents.filter((identity) => identity.agent.status === "active");

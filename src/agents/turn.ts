@@ -17,7 +17,9 @@ import { describeError } from "../shared/errors.ts";
 import type { PersonId, TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { Entitlements, TenantPlan } from "../tenants/entitlements.ts";
-import { AnswerStream } from "./answer-stream.ts";
+import type { AnswerWriter } from "./answer-stream.ts";
+import { answerWriter } from "./answer-writer.ts";
+import { bridgedNetworkOf, recordedAnswer } from "./bridged-delivery.ts";
 import { resolveCredentials, type CredentialsResult } from "./credentials.ts";
 import { limitNotices, messageLimitNotice, postLimitNotice } from "./limit-notices.ts";
 import { MEMORY_TOOLS } from "./memory-tools.ts";
@@ -104,6 +106,12 @@ export async function runTurn(
   const prepared = await withTenant(deps.db, tenantId, async (trx) => {
     const ledger = await turnLedger.begin(trx, tenantId, message.eventId, agent.id, message.roomId);
     if (ledger.status !== "started") return { ledger, context: null };
+    const network = await bridgedNetworkOf(trx, tenantId, message.roomId, context.platform);
+    // An interrupted bridged delivery recorded its whole answer: the rest of it goes out, not a new one.
+    if (network !== null && ledger.replyEventId !== null) {
+      const answer = await recordedAnswer(trx, ledger.replyEventId);
+      if (answer !== undefined) return { ledger, context: null, resume: { network, answer } };
+    }
     // Counted now, in the ledger's transaction, so concurrent turns cannot overshoot the plan.
     let plan: TenantPlan | undefined;
     if (ledger.fresh) {
@@ -148,7 +156,7 @@ export async function runTurn(
       limit: MEMORY_MAX_FACTS,
       tokenBudget: MEMORY_TOKEN_BUDGET,
     });
-    return { ledger, context: { credentials, history, facts } };
+    return { ledger, context: { credentials, history, facts, network } };
   });
   const { ledger } = prepared;
   if ("limited" in prepared) {
@@ -169,27 +177,31 @@ export async function runTurn(
       );
     return;
   }
+  if ("resume" in prepared) {
+    const { network, answer } = prepared.resume;
+    const writer = answerWriter(deps, context, identity, message, network, ledger.replyEventId);
+    await writer.append(answer);
+    await writer.finish();
+    await withTenant(deps.db, tenantId, (trx) =>
+      turnLedger.finish(trx, tenantId, message.eventId, agent.id, { status: "answered" }),
+    );
+    log.info({ network }, "resumed an interrupted bridged answer");
+    return;
+  }
   if (prepared.context === null) {
     log.debug({ status: ledger.status }, "turn already finished; not answering again");
     return;
   }
-  const { credentials, history, facts } = prepared.context;
-
-  const stream = new AnswerStream({
-    chat,
-    sender: agentUserId,
-    roomId: message.roomId,
-    threadRootId: message.threadRootId,
-    replyTo: context.isDirect && message.threadRootId === null ? null : message.eventId,
-    idempotencyKey: `${message.eventId}/${agent.id}`,
-    existingEventId: ledger.replyEventId,
-    editThrottleMs: deps.editThrottleMs,
-    render: deps.render,
-    onPosted: (eventId) =>
-      withTenant(deps.db, tenantId, (trx) =>
-        turnLedger.setReplyEvent(trx, message.eventId, agent.id, eventId),
-      ),
-  });
+  const { credentials, history, facts, network } = prepared.context;
+  // A reply posted by a streamed run (the room was bridged since) is not a first part to keep.
+  const stream = answerWriter(
+    deps,
+    context,
+    identity,
+    message,
+    network,
+    network === null ? ledger.replyEventId : null,
+  );
 
   if (!credentials.ok) {
     await stream.fail(credentials.reason);
@@ -302,7 +314,7 @@ async function streamAnswer(
   message: IncomingMessage,
   provider: ModelProvider,
   prompt: { system: string; messages: ChatMessage[] },
-  stream: AnswerStream,
+  stream: AnswerWriter,
 ): Promise<TokenUsage> {
   const { agent } = identity;
   const messages = [...prompt.messages];

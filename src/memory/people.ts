@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
+import { BRIDGE_NETWORKS, NETWORKS } from "../bridges/networks.ts";
 import { AppError } from "../shared/errors.ts";
 import type { MatrixUserId, PersonId } from "../shared/ids.ts";
 import { CURRENT_TENANT_SQL, reassignFactsOfPerson } from "./facts.ts";
@@ -16,12 +17,12 @@ export type BridgedPlatform = Exclude<Platform, "matrix">;
 /** Localpart prefix of each bridge's ghost users, e.g. `slack_` for `@slack_U123:example.org`. */
 export type GhostPrefixes = Readonly<Partial<Record<BridgedPlatform, string>>>;
 
-/** The mautrix bridges' default `username_template` prefixes. */
-export const DEFAULT_GHOST_PREFIXES: Readonly<Record<BridgedPlatform, string>> = {
-  slack: "slack_",
-  discord: "discord_",
-  telegram: "telegram_",
-};
+/** The bridges' `username_template` prefixes, as the network descriptors define them. */
+export const DEFAULT_GHOST_PREFIXES: Readonly<Record<BridgedPlatform, string>> = Object.freeze(
+  Object.fromEntries(
+    BRIDGE_NETWORKS.map((network) => [network, NETWORKS[network].ghostPrefix]),
+  ) as Record<BridgedPlatform, string>,
+);
 
 /** Longest display name kept, in characters. */
 const MAX_DISPLAY_NAME_CHARS = 255;
@@ -49,7 +50,7 @@ export function platformOfUserId(
   const colon = userId.indexOf(":");
   const localpart = userId.slice(1, colon === -1 ? undefined : colon);
   const prefixes = { ...DEFAULT_GHOST_PREFIXES, ...ghostPrefixes };
-  for (const platform of ["slack", "discord", "telegram"] as const) {
+  for (const platform of BRIDGE_NETWORKS) {
     const prefix = prefixes[platform];
     if (prefix !== "" && localpart.startsWith(prefix)) return platform;
   }

@@ -1,11 +1,22 @@
 import { describe, expect, it } from "vitest";
 import type { IncomingMessage } from "../../src/agents/ports.ts";
-import { chooseResponders, stripAddress, type RoutingInput } from "../../src/agents/routing.ts";
+import {
+  chooseResponders,
+  stripAddress,
+  type RoutingInput,
+  type ServiceAccounts,
+} from "../../src/agents/routing.ts";
+import { BRIDGE_NETWORKS, NETWORKS } from "../../src/bridges/networks.ts";
 import type { Agent, AgentIdentity } from "../../src/agents/types.ts";
 import type { AgentId, EventId, MatrixUserId, RoomId, TenantId } from "../../src/shared/ids.ts";
 
 const SERVER = "acme.test";
 const ALICE = `@alice:${SERVER}` as MatrixUserId;
+const ACCOUNTS: ServiceAccounts = {
+  serverName: SERVER,
+  botUserId: `@switchboard:${SERVER}` as MatrixUserId,
+  relayUserId: `@switchboard-relay:${SERVER}` as MatrixUserId,
+};
 
 function identity(name: string, overrides: Partial<Agent> = {}): AgentIdentity {
   const agent: Agent = {
@@ -59,6 +70,7 @@ function route(
     agents,
     isDirect: options.isDirect ?? false,
     repliedToSender: options.repliedToSender ?? null,
+    serviceAccounts: ACCOUNTS,
   };
   return chooseResponders(input).map((chosen) => chosen.agent.name);
 }
@@ -162,6 +174,7 @@ describe("chooseResponders in a group room", () => {
       isDirect,
       repliedToSender: null,
       roomPolicies: policies,
+      serviceAccounts: ACCOUNTS,
     });
     expect(chooseResponders(input("ada, max: hello")).map((chosen) => chosen.agent.name)).toEqual(
       [],
@@ -261,5 +274,46 @@ describe("stripAddress", () => {
 
   it("leaves text without an address unchanged (apart from trimming)", () => {
     expect(stripAddress("  hello there  ", ada)).toBe("hello there");
+  });
+});
+
+describe("chooseResponders never answers software", () => {
+  const everyone = identity("eve", { triggerPolicy: "all" });
+  const msgtypes = ["m.text", "m.emote", "m.notice"] as const;
+
+  it.each(BRIDGE_NETWORKS)("the %s bridge bot is not answered, whatever it sends", (network) => {
+    const bot = `@${NETWORKS[network].botLocalpart}:${SERVER}` as MatrixUserId;
+    for (const msgtype of msgtypes) {
+      expect(
+        route(`ada: You're not logged in`, [ada, everyone], {
+          isDirect: true,
+          message: { sender: bot, msgtype, mentionedUserIds: [ada.userId] },
+        }),
+      ).toEqual([]);
+    }
+  });
+
+  it("the relay account and the service bot are not answered, even addressing an agent in a DM", () => {
+    for (const sender of [ACCOUNTS.relayUserId, ACCOUNTS.botUserId]) {
+      for (const msgtype of msgtypes) {
+        expect(
+          route("ada, hello", [ada, everyone], { isDirect: true, message: { sender, msgtype } }),
+        ).toEqual([]);
+      }
+    }
+  });
+
+  it("another agent is not answered, even when it names one", () => {
+    expect(
+      route("ada, what do you think?", [ada, bob], { message: { sender: bob.userId } }),
+    ).toEqual([]);
+    expect(route("hello", [everyone, bob], { message: { sender: bob.userId } })).toEqual([]);
+  });
+
+  it("bridge ghosts are people and are answered; a bot's localpart on another server is someone else", () => {
+    const ghost = `@${NETWORKS.slack.ghostPrefix}T1-U1:${SERVER}` as MatrixUserId;
+    expect(route("ada, hello", [ada], { message: { sender: ghost } })).toEqual(["ada"]);
+    const elsewhere = `@${NETWORKS.telegram.botLocalpart}:elsewhere.test` as MatrixUserId;
+    expect(route("ada, hello", [ada], { message: { sender: elsewhere } })).toEqual(["ada"]);
   });
 });
