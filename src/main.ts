@@ -1,5 +1,6 @@
 import { Conversations } from "./agents/conversation.ts";
 import { RoomSizes } from "./agents/room-sizes.ts";
+import { RelayAccount } from "./bridges/relay-account.ts";
 import { BotCommands } from "./commands/bot.ts";
 import { buildCommands } from "./commands/registry.ts";
 import { testModelKey } from "./models/key-test.ts";
@@ -173,6 +174,7 @@ export async function createApp(
     config.runtime.agentPrefix,
     roomSizes,
     bot,
+    new RelayAccount({ db, log }),
   );
   const runtime = new Runtime({
     db,

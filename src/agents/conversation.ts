@@ -1,4 +1,6 @@
 import type { Knex } from "knex";
+import { bridgeBotNetwork } from "../bridges/relay-account.ts";
+import type { RoomStateReader } from "../bridges/room-state.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
 import { recordMessage } from "../memory/history.ts";
 import { platformOfUserId, resolvePerson } from "../memory/people.ts";
@@ -21,7 +23,10 @@ export interface TenantContext {
   readonly tenant: Tenant;
   readonly serverName: string;
   readonly botUserId: MatrixUserId;
+  /** The account the tenant's bridges relay the agents through (src/bridges/relay-account.ts). */
+  readonly relayUserId: MatrixUserId;
   readonly chat: ChatGateway;
+  readonly roomState: RoomStateReader;
 }
 
 /** The service bot, as conversations need it (implemented in src/commands). */
@@ -31,6 +36,16 @@ export interface BotHandler {
   left(context: TenantContext, roomId: RoomId): Promise<void>;
   /** Runs the message as a command if it is one for the bot; false when agents may answer it. */
   handle(context: TenantContext, message: IncomingMessage): Promise<boolean>;
+}
+
+/** The bridges' relay account, as conversations need it (implemented in src/bridges/relay-account.ts). */
+export interface RelayHandler {
+  /** The relay account was invited: joins the tenant's bridges' rooms, declines the rest. */
+  invited(context: TenantContext, invite: IncomingInvite): Promise<void>;
+  /** The relay account left or was removed from a room. */
+  left(context: TenantContext, roomId: RoomId): Promise<void>;
+  /** A bridge bot's message (set-relay answers, bridge notices); never one for the agents. */
+  bridgeBotMessage(context: TenantContext, message: IncomingMessage): Promise<void>;
 }
 
 /**
@@ -44,11 +59,19 @@ export class Conversations {
   readonly #log: Logger;
   readonly #roomSizes: RoomSizes;
   readonly #bot: BotHandler | undefined;
+  readonly #relay: RelayHandler | undefined;
 
-  constructor(deps: TurnDependencies, agentPrefix: string, roomSizes: RoomSizes, bot?: BotHandler) {
+  constructor(
+    deps: TurnDependencies,
+    agentPrefix: string,
+    roomSizes: RoomSizes,
+    bot?: BotHandler,
+    relay?: RelayHandler,
+  ) {
     this.#deps = deps;
     this.#roomSizes = roomSizes;
     this.#bot = bot;
+    this.#relay = relay;
     this.#agentPrefix = agentPrefix;
     this.#log = deps.log.child({ module: "conversations" });
   }
@@ -63,6 +86,11 @@ export class Conversations {
     if (invite.invitee === context.botUserId) {
       await chat.join(invite.invitee, invite.roomId);
       await this.#bot?.joined(context, invite.roomId, invite.isDirect);
+      return;
+    }
+    if (invite.invitee === context.relayUserId) {
+      if (this.#relay === undefined) await chat.leave(invite.invitee, invite.roomId);
+      else await this.#relay.invited(context, invite);
       return;
     }
     const name = agentNameOf(this.#agentPrefix, invite.invitee, context.serverName);
@@ -98,6 +126,13 @@ export class Conversations {
       await this.#bot?.left(context, change.roomId);
       return;
     }
+    if (
+      change.userId === context.relayUserId &&
+      (change.membership === "leave" || change.membership === "ban")
+    ) {
+      await this.#relay?.left(context, change.roomId);
+      return;
+    }
     const name = agentNameOf(this.#agentPrefix, change.userId, context.serverName);
     if (
       name === null ||
@@ -121,6 +156,12 @@ export class Conversations {
   async handleMessage(context: TenantContext, message: IncomingMessage): Promise<void> {
     const { tenant } = context;
     if (this.#isOurs(context, message.sender)) return;
+    // Bridge bots speak for the bridge (command answers, status), never for a
+    // person: no agent answers them and nothing of theirs enters memory.
+    if (bridgeBotNetwork(message.sender, context.serverName) !== undefined) {
+      await this.#relay?.bridgeBotMessage(context, message);
+      return;
+    }
     if (this.#bot !== undefined && (await this.#bot.handle(context, message))) return;
     const platform = platformOfUserId(message.sender);
     const prepared = await withTenant(this.#db, tenant.id, async (trx) => {
@@ -176,6 +217,11 @@ export class Conversations {
       isDirect,
       repliedToSender: prepared.repliedToSender,
       roomPolicies: prepared.policies,
+      serviceAccounts: {
+        serverName: context.serverName,
+        botUserId: context.botUserId,
+        relayUserId: context.relayUserId,
+      },
     });
     if (tenant.status !== "active") {
       const [first] = responders;
@@ -248,6 +294,7 @@ export class Conversations {
   #isOurs(context: TenantContext, userId: MatrixUserId): boolean {
     return (
       userId === context.botUserId ||
+      userId === context.relayUserId ||
       agentNameOf(this.#agentPrefix, userId, context.serverName) !== null
     );
   }

@@ -158,7 +158,11 @@ export class EventPipeline {
     if (parsed.kind === "message") {
       await this.#conversations.handleMessage(context, parsed.message);
       const { sender } = parsed.message;
-      if (sender !== served.botUserId && !served.appservice.isNamespacedUser(sender)) {
+      if (
+        sender !== served.botUserId &&
+        sender !== served.relayUserId &&
+        !served.appservice.isNamespacedUser(sender)
+      ) {
         served.activity.record(sender, false);
         this.#metrics.activeUsers.set(
           { tenant: served.homeserver.tenantId },

@@ -9,6 +9,7 @@ import type { TenantHomeserver } from "../tenants/types.ts";
 import { TenantActivity } from "./activity.ts";
 import { MatrixGateway } from "./gateway.ts";
 import { buildRegistration, type RegistrationParameters } from "./registration.ts";
+import { MatrixRoomState } from "./room-state.ts";
 import { TenantAppserviceStorage } from "./storage.ts";
 
 /** A tenant as the runtime serves it: its homeserver, appservice and chat gateway. */
@@ -17,6 +18,9 @@ export interface ServedTenant {
   readonly appservice: Appservice;
   readonly gateway: MatrixGateway;
   readonly botUserId: MatrixUserId;
+  /** The bridges' relay account on this homeserver. */
+  readonly relayUserId: MatrixUserId;
+  readonly roomState: MatrixRoomState;
   readonly activity: TenantActivity;
 }
 
@@ -112,7 +116,9 @@ export class TenantRegistry {
       tenant,
       serverName: served.homeserver.serverName,
       botUserId: served.botUserId,
+      relayUserId: served.relayUserId,
       chat: served.gateway,
+      roomState: served.roomState,
     };
   }
 
@@ -153,7 +159,9 @@ export class TenantRegistry {
       registration: {
         ...registration,
         namespaces: {
-          users: registration.namespaces.users,
+          // matrix-bot-sdk takes exactly one user namespace: the agents'. The
+          // relay account's intent comes from getIntentForUserId all the same.
+          users: registration.namespaces.users.slice(0, 1),
           rooms: registration.namespaces.rooms ?? [],
           aliases: registration.namespaces.aliases ?? [],
         },
@@ -165,6 +173,8 @@ export class TenantRegistry {
       appservice,
       gateway: new MatrixGateway(appservice, this.#log.child({ tenantId: homeserver.tenantId })),
       botUserId: appservice.botUserId as MatrixUserId,
+      relayUserId: `@${this.#registration.relayLocalpart}:${homeserver.serverName}` as MatrixUserId,
+      roomState: new MatrixRoomState(appservice),
       activity: await TenantActivity.load(
         this.#db,
         homeserver.tenantId,

@@ -36,7 +36,14 @@ export interface TestStack {
   readonly portalUrl: string | undefined;
   /** Where the app's mail goes (no SMTP in tests). */
   readonly outboxDir: string;
-  addTenant(slug: string, options?: { serverName?: string }): Promise<StackTenant>;
+  addTenant(
+    slug: string,
+    options?: {
+      serverName?: string;
+      /** More registrations for the tenant's homeserver (stand-in bridges), by file name. */
+      appserviceRegistrations?: Readonly<Record<string, string>>;
+    },
+  ): Promise<StackTenant>;
   /** Stops the runtime (as a crash would, without draining) and starts a fresh one on the same database. */
   restartRuntime(options?: { graceful?: boolean }): Promise<void>;
   stop(): Promise<void>;
@@ -139,7 +146,10 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       });
       const homeserver = await startTestHomeserver({
         serverName,
-        appserviceRegistrations: { "switchboard.yaml": app.registrationYaml(created.homeserver) },
+        appserviceRegistrations: {
+          ...tenantOptions.appserviceRegistrations,
+          "switchboard.yaml": app.registrationYaml(created.homeserver),
+        },
       });
       homeservers.push(homeserver);
       await app.tenantRepository.updateHomeserverUrl(
