@@ -3,7 +3,8 @@
 # (Node 24 itself comes from the npm registry as a dev dependency) when the
 # lockfile changed, and the Synapse chroot when it is missing. `setup.sh test`
 # also installs Debian's Chromium for the browser tests (playwright-core drives
-# it; playwright's own browser downloads are not reachable here). All steps are
+# it; playwright's own browser downloads are not reachable here) and
+# docker-compose for validating docker-compose.yml. All steps are
 # no-ops on a machine that already has what they install.
 #
 # Usage: scripts/setup.sh [test]
@@ -21,7 +22,20 @@ fi
 
 sh synapse/install.sh
 
-# Only the tests need a browser; `npm start` does not install one.
+# Only the tests need a browser and docker-compose (which validates
+# docker-compose.yml without an engine); `npm start` installs neither.
+if [ "$MODE" = test ] && ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: the compose tests need docker-compose; install it as root: apt-get install -y docker-compose" >&2
+    exit 1
+  fi
+  echo "setup: installing docker-compose for the compose file tests"
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  fi
+fi
+
 if [ "$MODE" = test ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup: the browser tests need /usr/bin/chromium; install it as root: apt-get install -y chromium" >&2

@@ -101,6 +101,23 @@ program
   });
 
 program
+  .command("serve")
+  .description(
+    "run the runtime, the portal and the provisioner in one process (self-hosting, docker-compose.yml)",
+  )
+  .action(async () => {
+    const app = await createApp(await config());
+    const provisioner = await createProvisioner(app);
+    await app.runtime.start();
+    await app.portal.start();
+    provisioner.start();
+    untilSignal(async () => {
+      await provisioner.stop();
+      await app.close();
+    });
+  });
+
+program
   .command("migrate")
   .description("bring the database schema up to date (start does this too)")
   .action(() =>

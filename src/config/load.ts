@@ -25,6 +25,7 @@ export const ENV_OVERRIDES: Readonly<
   SWITCHBOARD_PORTAL_PORT: { path: ["portal", "port"], type: "number" },
   SWITCHBOARD_PORTAL_URL: { path: ["portal", "publicUrl"], type: "string" },
   SWITCHBOARD_BASE_DOMAIN: { path: ["portal", "baseDomain"], type: "string" },
+  SWITCHBOARD_BRIDGES_PUBLIC_MEDIA_URL: { path: ["bridges", "publicMediaUrl"], type: "string" },
   SMTP_URL: { path: ["portal", "mail", "smtpUrl"], type: "string" },
   STRIPE_SECRET_KEY: { path: ["billing", "stripe", "secretKey"], type: "string" },
   STRIPE_WEBHOOK_SECRET: { path: ["billing", "stripe", "webhookSecret"], type: "string" },

@@ -237,8 +237,12 @@ export const ConfigSchema = z
     /** The provisioner: the reconciler that runs each tenant's homeserver (src/provisioning). */
     provisioning: z
       .strictObject({
-        /** local: Synapse child processes on this machine; docker: containers through the Docker Engine API. */
-        driver: z.enum(["local", "docker"]).default("local"),
+        /**
+         * local: Synapse (and bridge) child processes on this machine; docker: containers
+         * through the Docker Engine API; compose: one tenant's Synapse and bridges run as
+         * docker-compose.yml services whose files Switchboard writes (src/provisioning/compose-driver.ts).
+         */
+        driver: z.enum(["local", "docker", "compose"]).default("local"),
         /** Time between reconcile passes (a pass also runs on demand, e.g. after a tenant is created). */
         reconcileIntervalMs: z.number().int().min(1000).max(3_600_000).default(30_000),
         /** How often the provisioner looks for new requests (a new tenant, an operator's re-provision) between passes. */
@@ -294,6 +298,23 @@ export const ConfigSchema = z
             message: "must not be above portRangeEnd",
             path: ["portRangeStart"],
           }),
+        /** The compose driver (self-hosting one tenant with docker-compose.yml). */
+        compose: z
+          .strictObject({
+            /** Where the Synapse and bridge volumes are mounted: <filesDir>/synapse, <filesDir>/bridges/<network>. */
+            filesDir: z.string().min(1).default("/compose"),
+            /** The Synapse service as the runtime and the bridges reach it. */
+            homeserverUrl: httpUrl.default("http://synapse:8008"),
+            /** Superuser-ish URL that may CREATE ROLE/DATABASE; defaults to database.url. */
+            postgresAdminUrl: z
+              .string()
+              .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+              .optional(),
+            /** The PostgreSQL server as the Synapse and bridge services reach it. */
+            postgresHost: z.string().min(1).default("postgres"),
+            postgresPort: port.default(5432),
+          })
+          .prefault({}),
         /** The docker driver (src/provisioning/docker-driver.ts): one Synapse container per tenant. */
         docker: z
           .strictObject({
