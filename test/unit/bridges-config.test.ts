@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { renderBridge } from "../../src/bridges/config-render.ts";
@@ -10,6 +9,7 @@ import {
   type BridgeNetwork,
 } from "../../src/bridges/networks.ts";
 import { AppError } from "../../src/shared/errors.ts";
+import { documentedKeys, keyPaths, REQUIRED } from "../fixtures/bridges/required-keys.ts";
 import type { MatrixUserId } from "../../src/shared/ids.ts";
 
 const AS_TOKEN = "as-token-5b1e8c0d2f7a4e93";
@@ -94,33 +94,6 @@ function at(tree: unknown, path: string): unknown {
   return node;
 }
 
-/**
- * Maps the bridges copy whole (helper.Copy(up.Map, ...) in their config
- * upgraders), so their keys are ours and not in the example: paths stop there.
- */
-const FREE_FORM_MAPS = new Set(["bridge.permissions", "bridge.relay.message_formats", "logging"]);
-
-/** Every key path of a parsed config (maps and leaves), stopping at FREE_FORM_MAPS. */
-function keyPaths(tree: Tree, prefix: readonly string[] = []): string[] {
-  return Object.entries(tree).flatMap(([key, value]) => {
-    const path = [...prefix, key];
-    const dotted = path.join(".");
-    const isMap = typeof value === "object" && value !== null && !Array.isArray(value);
-    return isMap && !FREE_FORM_MAPS.has(dotted)
-      ? [dotted, ...keyPaths(value as Tree, path)]
-      : [dotted];
-  });
-}
-
-/** Key paths of each bridge's documented example config (see the fixture's header for its source). */
-function documentedKeys(network: BridgeNetwork): Set<string> {
-  const text = readFileSync(
-    new URL(`../fixtures/bridges/${network}.example-keys.txt`, import.meta.url),
-    "utf8",
-  );
-  return new Set(text.split("\n").filter((line) => line !== "" && !line.startsWith("#")));
-}
-
 /** Where `needle` occurs in a parsed document: dotted paths of values and keys that contain it. */
 function placesOf(tree: unknown, needle: string, prefix = ""): string[] {
   if (typeof tree === "string") return tree.includes(needle) ? [prefix] : [];
@@ -142,81 +115,6 @@ function claims(namespaces: readonly string[], userId: string): boolean {
   expect(synapse).toBe(whole);
   return synapse;
 }
-
-/**
- * The keys each bridge needs from us, by layout. Sources: the checks the
- * bridges run before starting (mautrix-go bridgev2/matrix/mxmain/main.go
- * validateConfig: homeserver address/domain/software, appservice tokens,
- * database.uri, bridge.permissions, username_template; mautrix-telegram
- * pkg/connector/config.go ValidateConfig: network.api_id/api_hash;
- * mautrix-discord config/bridge.go Validate: bridge.permissions), and the
- * documented example configs' comments for what our use needs (appservice
- * address/listener/id/bot, database type, provisioning secret, relay mode,
- * message formats, encryption off, logging).
- */
-const BRIDGEV2_REQUIRED = [
-  "homeserver.address",
-  "homeserver.domain",
-  "homeserver.software",
-  "appservice.address",
-  "appservice.hostname",
-  "appservice.port",
-  "appservice.id",
-  "appservice.bot.username",
-  "appservice.ephemeral_events",
-  "appservice.as_token",
-  "appservice.hs_token",
-  "appservice.username_template",
-  "database.type",
-  "database.uri",
-  "bridge.command_prefix",
-  "bridge.permissions",
-  "bridge.bridge_status_notices",
-  "bridge.bridge_notices",
-  "bridge.relay.enabled",
-  "bridge.relay.admin_only",
-  "bridge.relay.default_relays",
-  "bridge.relay.message_formats",
-  "provisioning.shared_secret",
-  "provisioning.allow_matrix_auth",
-  "encryption.allow",
-  "encryption.default",
-  "encryption.require",
-  "logging.min_level",
-  "logging.writers",
-];
-
-const REQUIRED: Record<BridgeNetwork, readonly string[]> = {
-  slack: [...BRIDGEV2_REQUIRED, "bridge.relay.displayname_format", "public_media.enabled"],
-  telegram: [...BRIDGEV2_REQUIRED, "network.api_id", "network.api_hash"],
-  discord: [
-    "homeserver.address",
-    "homeserver.domain",
-    "homeserver.software",
-    "appservice.address",
-    "appservice.hostname",
-    "appservice.port",
-    "appservice.database.type",
-    "appservice.database.uri",
-    "appservice.id",
-    "appservice.bot.username",
-    "appservice.ephemeral_events",
-    "appservice.as_token",
-    "appservice.hs_token",
-    "bridge.username_template",
-    "bridge.command_prefix",
-    "bridge.prefix_webhook_messages",
-    "bridge.enable_webhook_avatars",
-    "bridge.encryption.allow",
-    "bridge.encryption.default",
-    "bridge.encryption.require",
-    "bridge.provisioning.prefix",
-    "bridge.provisioning.shared_secret",
-    "bridge.permissions",
-    "logging.min_level",
-    "logging.writers",
-  ],
-};
 
 /** Where each secret may appear in a rendered config, per layout. */
 const SECRET_PLACES: Record<BridgeNetwork, Record<string, readonly string[]>> = {
