@@ -260,6 +260,42 @@ describe.each(["slack", "telegram"] as const)(
       },
     );
 
+    it("maps a 5xx on the step itself to unavailable and still tries to cancel", async () => {
+      const { fake, secret } = await setup(network);
+      // The bridge breaks between the start and the step.
+      const breaking: typeof fetch = (input, init) => {
+        const url = input instanceof Request ? input.url : input.toString();
+        if (url.includes("/login/step/")) fake.behaviour.failWith5xx = 500;
+        return fetch(input, init);
+      };
+      const client = createRelayLoginClient({
+        network,
+        baseUrl: fake.url,
+        sharedSecret: secret,
+        relayUserId: RELAY,
+        fetch: breaking,
+      });
+
+      const error = await failure(client.login(credentialsFor(network)));
+
+      expect(error.code).toBe("unavailable");
+      expect(fake.requests.at(-1)?.path).toMatch(/\/v3\/login\/cancel\//);
+      expect(fake.logins.get(RELAY)).toBeUndefined();
+    });
+
+    it("says the bridge could not reach the network rather than blaming the token", async () => {
+      const { fake, client } = await setup(network, {
+        acceptTokens: new Set(["other"]),
+        rejectWith: "dial tcp: lookup api.example: no such host",
+      });
+
+      const error = await failure(client.login(credentialsFor(network)));
+
+      expect(error.code).toBe("unavailable");
+      expect(error.message).toContain(`could not reach ${name}`);
+      expect(fake.openLoginProcesses()).toBe(0);
+    });
+
     it("maps a wrong shared secret to internal, without quoting it", async () => {
       const { fake } = await setup(network);
       const wrong = randomBytes(24).toString("hex");
