@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Document, parseDocument, Scalar, visit, type Node } from "yaml";
@@ -34,6 +35,12 @@ interface ConfigLayout {
   readonly publicMediaEnabled: KeyPath | null;
   /** bridgev2 only: Discord relays through a webhook per room, set by the set-relay command. */
   readonly defaultRelays: KeyPath | null;
+  /**
+   * Keys the bridge would generate and write back to its config when left
+   * out: derived from the provisioning secret instead, so the file can be
+   * read-only (--no-update) and the values survive restarts and re-renders.
+   */
+  readonly derivedKeys: readonly KeyPath[];
 }
 
 const LAYOUTS: Readonly<Record<ProvisioningApi, ConfigLayout>> = {
@@ -44,6 +51,7 @@ const LAYOUTS: Readonly<Record<ProvisioningApi, ConfigLayout>> = {
     publicAddress: ["appservice", "public_address"],
     publicMediaEnabled: ["public_media", "enabled"],
     defaultRelays: ["bridge", "relay", "default_relays"],
+    derivedKeys: [["encryption", "pickle_key"]],
   },
   "discord-v1": {
     database: ["appservice", "database"],
@@ -52,6 +60,7 @@ const LAYOUTS: Readonly<Record<ProvisioningApi, ConfigLayout>> = {
     publicAddress: ["bridge", "public_address"],
     publicMediaEnabled: null,
     defaultRelays: null,
+    derivedKeys: [["bridge", "avatar_proxy_key"]],
   },
 };
 
@@ -143,6 +152,13 @@ function renderConfig(input: BridgeRenderInput, descriptor: NetworkDescriptor): 
   set(["bridge", "permissions"], permissions(input));
   set(layout.provisioningSecret, input.provisioningSecret);
   if (layout.defaultRelays !== null) set(layout.defaultRelays, [...input.defaultRelayLoginIds]);
+  const derived = (path: KeyPath): string =>
+    createHmac("sha256", input.provisioningSecret)
+      .update(`switchboard/bridge/${path.join(".")}`)
+      .digest("base64url");
+  for (const path of layout.derivedKeys) set(path, derived(path));
+  if (doc.hasIn(["public_media", "signing_key"]))
+    set(["public_media", "signing_key"], derived(["public_media", "signing_key"]));
 
   // Public media only where relayed messages carry the agent's avatar (Slack
   // icons, Discord webhooks): it opens an endpoint the remote network fetches from.

@@ -219,6 +219,24 @@ describe.each(BRIDGE_NETWORKS)("renderBridge(%s)", (network) => {
     }
   });
 
+  it("derives the keys a bridge would otherwise generate and write back, stable per bridge", () => {
+    const paths = {
+      slack: ["public_media.signing_key", "encryption.pickle_key"],
+      telegram: ["encryption.pickle_key"],
+      discord: ["bridge.avatar_proxy_key"],
+    }[network];
+    const { config } = render(network);
+    const again = render(network).config;
+    const other = render(network, { provisioningSecret: `${PROVISIONING_SECRET}-other` }).config;
+    for (const path of paths) {
+      const value = at(config, path);
+      expect(value, path).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(at(again, path), path).toBe(value);
+      expect(at(other, path), path).not.toBe(value);
+      expect(value, path).not.toContain(PROVISIONING_SECRET);
+    }
+  });
+
   it("writes a registration for this bridge's appservice", () => {
     const { registration } = render(network);
     expect(registration).toMatchObject({
