@@ -69,7 +69,7 @@ export const HOW_TO: Readonly<Record<BridgeNetwork, BridgeHowTo>> = {
       "At discord.com/developers/applications choose New Application, then open Bot.",
       "Under Privileged Gateway Intents turn on Message Content Intent and Server Members Intent: without them the bot cannot read messages or see who is in the server.",
       "Reset Token and copy it: that is the bot token (three parts separated by dots).",
-      "OAuth2 → URL Generator: tick the scopes bot and applications.commands and the bot permissions listed below, open the URL and add the bot to your server.",
+      "OAuth2 → URL Generator: tick the scope bot and the bot permissions listed below, open the URL and add the bot to your server.",
       "Manage Webhooks lets the bridge make one webhook per channel, so each agent posts with its own name and avatar.",
     ],
     grants: [

@@ -11,7 +11,13 @@ import type { Logger } from "../shared/logger.ts";
 import type { Entitlements } from "../tenants/entitlements.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import type { TenantHomeserver } from "../tenants/types.ts";
-import { BRIDGE_NETWORKS, NETWORKS, parseCredentials, type BridgeNetwork } from "./networks.ts";
+import {
+  BRIDGE_NETWORKS,
+  NETWORKS,
+  parseCredentials,
+  type BridgeCredentials,
+  type BridgeNetwork,
+} from "./networks.ts";
 import {
   bridgeStore,
   type BridgeRecord,
@@ -242,7 +248,7 @@ export class BridgeService {
  * problems become one bad_request naming each field (the values are never
  * quoted: they may be tokens).
  */
-export function parseBridgeCredentials(network: BridgeNetwork, input: unknown) {
+export function parseBridgeCredentials(network: BridgeNetwork, input: unknown): BridgeCredentials {
   try {
     return parseCredentials(network, input);
   } catch (error) {
