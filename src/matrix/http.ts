@@ -20,6 +20,8 @@ export interface AppserviceHttpOptions {
   readonly log: Logger;
   readonly bodyLimitBytes: number;
   readonly agentPrefix: string;
+  /** The relay account's localpart: bridges invite it into their portals (src/bridges). */
+  readonly relayLocalpart: string;
   /** Whether an agent with this name exists for the tenant (user queries). */
   readonly agentExists: (served: ServedTenant, name: string) => Promise<boolean>;
 }
@@ -122,10 +124,12 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
   ): Promise<FastifyReply> => {
     const served = request.served as ServedTenant;
     const { userId } = request.params;
+    const { serverName } = served.homeserver;
+    const isRelay = userId === `@${options.relayLocalpart}:${serverName}`;
     const name = isMatrixUserId(userId)
-      ? agentNameOf(options.agentPrefix, userId, served.homeserver.serverName)
+      ? agentNameOf(options.agentPrefix, userId, serverName)
       : null;
-    if (name === null || !(await options.agentExists(served, name)))
+    if (!isRelay && (name === null || !(await options.agentExists(served, name))))
       return matrixError(reply, 404, "M_NOT_FOUND", "No such agent");
     // The homeserver asks before it lets anyone interact with the user: make it exist.
     await served.appservice.getIntentForUserId(userId).ensureRegistered();

@@ -69,6 +69,7 @@ export class Runtime {
       log: deps.log,
       bodyLimitBytes: config.runtime.maxTransactionBytes,
       agentPrefix: config.runtime.agentPrefix,
+      relayLocalpart: config.runtime.relayLocalpart,
       agentExists: async (served, name) =>
         (await withTenant(db, served.homeserver.tenantId, (trx) =>
           agentRepository.findByName(trx, name),

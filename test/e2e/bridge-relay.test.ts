@@ -94,6 +94,19 @@ describe("the relay account with a bridge", () => {
     await stack?.stop();
   });
 
+  it("answers the homeserver's user query for the relay account (and registers it)", async () => {
+    const { hsToken } = await stack.app.tenants.requireHomeserver(acme.tenant);
+    const response = await fetch(
+      `${stack.runtimeUrl}/tenants/${acme.tenant.id}/_matrix/app/v1/users/${encodeURIComponent(relayUserId)}`,
+      { headers: { authorization: `Bearer ${hsToken}` } },
+    );
+    expect(response.status).toBe(200);
+    const profile = await fetch(
+      `${acme.homeserver.clientUrl}/_matrix/client/v3/profile/${encodeURIComponent(relayUserId)}`,
+    );
+    expect(profile.status).toBe(200);
+  });
+
   it("joins a portal its bridge invites it to, records it and becomes its relay", async () => {
     const portal = await slack.createPortal("general", [relayUserId]);
     const command = await slack.waitFor(portal, messageFrom(relayUserId));
