@@ -61,8 +61,15 @@ export interface BridgePlacement {
   readonly homeserverUrl: string;
   /** How the provisioner reaches the bridge's provisioning API (base URL, no path). */
   readonly provisioningUrl: string;
-  /** The bridge's database: type and URI for its config (password included when the driver made one). */
-  readonly database: { readonly type: "postgres" | "sqlite3-fk-wal"; readonly uri: string };
+  /**
+   * The bridge's database: type and URI for its config (password included
+   * when the driver made one). sqlite3 only for mautrix-discord, which has
+   * no sqlite3-fk-wal driver.
+   */
+  readonly database: {
+    readonly type: "postgres" | "sqlite3-fk-wal" | "sqlite3";
+    readonly uri: string;
+  };
 }
 
 export interface BridgeDatabaseSecret {

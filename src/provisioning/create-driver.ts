@@ -28,6 +28,7 @@ export async function createDriver(
       bindHost: provisioning.local.bindHost,
       portRangeStart: provisioning.local.portRangeStart,
       portRangeEnd: provisioning.local.portRangeEnd,
+      bridgeCommands: provisioning.local.bridgeCommands,
       logger,
     });
   }

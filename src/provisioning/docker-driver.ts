@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
+import type { BridgeNetwork } from "../bridges/networks.ts";
 import type { TenantId } from "../shared/ids.ts";
 import { AppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -24,6 +25,7 @@ import type {
   HomeserverSpec,
 } from "./driver.ts";
 import type { DockerDriverFactory } from "./create-driver.ts";
+import { DockerBridges } from "./docker-bridges.ts";
 import { engine, engineError, statusOf, tolerant } from "./docker-errors.ts";
 import { pullProgressLogger, type PullEvent } from "./pull-progress.ts";
 import { createTar } from "./tar.ts";
@@ -49,6 +51,8 @@ const STOP_TIMEOUT_SECONDS = 30;
 export interface DockerDriverOptions {
   readonly socketPath: string;
   readonly synapseImage: string;
+  /** The bridges' images (provisioning.docker.bridgeImages); defaults to the official ones. */
+  readonly bridgeImages?: Readonly<Record<BridgeNetwork, string>>;
   /** Shared network of the runtime and PostgreSQL; created if missing. */
   readonly network: string;
   /** Required for spec.database "postgres": where to create databases, and how containers reach the server. */
@@ -62,6 +66,7 @@ export interface DockerDriverOptions {
 
 export class DockerDriver implements HomeserverDriver {
   readonly name = "docker";
+  readonly bridges: DockerBridges;
   readonly #docker: Docker;
   readonly #options: DockerDriverOptions;
   readonly #log: Logger;
@@ -72,6 +77,14 @@ export class DockerDriver implements HomeserverDriver {
     this.#docker = new Docker({
       socketPath: options.socketPath,
       version: options.apiVersion ?? DEFAULT_API_VERSION,
+    });
+    this.bridges = new DockerBridges({
+      docker: this.#docker,
+      ...(options.bridgeImages === undefined ? {} : { images: options.bridgeImages }),
+      sharedNetwork: options.network,
+      ...(options.postgres === undefined ? {} : { postgres: options.postgres }),
+      ensureImage: (image, log) => this.#ensureImage(image, log),
+      logger: options.logger,
     });
   }
 
@@ -184,6 +197,8 @@ export class DockerDriver implements HomeserverDriver {
     ]);
     // Stop first so the database can be dropped; drop it before the labelled
     // resources go, since they are how a retried remove() finds its slug.
+    // Bridges first: they use the tenant's network and have their own databases.
+    await this.bridges.removeTenant(tenantId);
     await this.stop(tenantId);
     const slug =
       containers[0]?.Labels[LABEL.slug] ??
@@ -392,6 +407,7 @@ export const createDockerDriver: DockerDriverFactory = (config, logger) => {
   return new DockerDriver({
     socketPath: docker.socketPath,
     synapseImage: docker.synapseImage,
+    bridgeImages: docker.bridgeImages,
     network: docker.network,
     ...(docker.postgres === undefined || adminUrl === undefined
       ? {}

@@ -1,4 +1,5 @@
 import type { TenantId } from "../shared/ids.ts";
+import type { BridgeDriver } from "./bridge-driver.ts";
 
 /**
  * The contract between the reconciler (src/provisioning/reconciler.ts) and
@@ -67,6 +68,12 @@ export interface HomeserverDriver {
    * elsewhere (a purge it did not run). Errors: `unavailable`.
    */
   listTenants?(): Promise<TenantId[]>;
+
+  /**
+   * Runs the tenants' mautrix bridges next to their homeservers
+   * (bridge-driver.ts), when the driver can. remove() takes them along.
+   */
+  readonly bridges?: BridgeDriver;
 
   /** Stops watching/owning stacks on shutdown (local: stops its children). Idempotent. */
   close?(): Promise<void>;

@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import type { BridgeNetwork } from "../bridges/networks.ts";
 import { AppError, badRequest } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -15,6 +16,7 @@ import type {
   HomeserverObservation,
   HomeserverSpec,
 } from "./driver.ts";
+import { LocalBridges } from "./local-bridges.ts";
 
 /** Which tenant has which slug and port: kept across restarts so a homeserver keeps its address. */
 const INDEX_FILE = "provisioned.json";
@@ -30,11 +32,15 @@ export interface LocalDriverOptions {
   readonly logger: Logger;
   readonly templateDir?: string;
   readonly startTimeoutMs?: number;
+  /** provisioning.local.bridgeCommands: how to run each bridge here. */
+  readonly bridgeCommands?: Readonly<Partial<Record<BridgeNetwork, readonly string[] | undefined>>>;
 }
 
 interface IndexEntry {
   readonly slug: string;
   readonly port: number;
+  /** The tenant's bridges' ports, from the same range. */
+  readonly bridges?: Readonly<Partial<Record<BridgeNetwork, number>>>;
 }
 
 interface Managed {
@@ -51,10 +57,13 @@ interface Managed {
  * so restarts keep it. Synapse processes die with this Node process
  * (pdeathsig): after a restart of the provisioner the next pass starts them
  * again. Resource limits from the plan are not enforced here (no cgroups
- * for child processes); the docker driver enforces them.
+ * for child processes); the docker driver enforces them. The tenant's
+ * bridges (local-bridges.ts) live in its directory and take ports from the
+ * same index.
  */
 export class LocalDriver implements HomeserverDriver {
   readonly name = "local";
+  readonly bridges: LocalBridges;
   readonly #options: LocalDriverOptions;
   readonly #log: Logger;
   readonly #managed = new Map<TenantId, Managed>();
@@ -63,6 +72,22 @@ export class LocalDriver implements HomeserverDriver {
   constructor(options: LocalDriverOptions) {
     this.#options = options;
     this.#log = options.logger.child({ module: "local-driver" });
+    this.bridges = new LocalBridges({
+      bindHost: options.bindHost,
+      commands: options.bridgeCommands ?? {},
+      logger: options.logger,
+      host: {
+        homeserverOf: async (tenantId, slug) => {
+          const entry = await this.#entryFor(tenantId, slug);
+          return {
+            dir: join(this.#root, entry.slug),
+            clientUrl: clientUrlFor({ bindHost: options.bindHost, port: entry.port }),
+          };
+        },
+        bridgePort: (tenantId, slug, network) => this.#bridgePort(tenantId, slug, network),
+        releaseBridgePort: (tenantId, network) => this.#releaseBridgePort(tenantId, network),
+      },
+    });
   }
 
   get #root(): string {
@@ -115,6 +140,7 @@ export class LocalDriver implements HomeserverDriver {
   }
 
   async remove(tenantId: TenantId): Promise<void> {
+    await this.bridges.stopTenant(tenantId);
     await this.stop(tenantId);
     this.#managed.delete(tenantId);
     const index = await this.#readIndex();
@@ -153,6 +179,7 @@ export class LocalDriver implements HomeserverDriver {
 
   /** Stops every homeserver this driver started (their data and ports stay). */
   async close(): Promise<void> {
+    await this.bridges.close();
     await Promise.all([...this.#managed.values()].map((managed) => managed.process.stop()));
     this.#managed.clear();
   }
@@ -162,12 +189,40 @@ export class LocalDriver implements HomeserverDriver {
     const index = await this.#readIndex();
     const existing = index[tenantId];
     if (existing !== undefined) return existing;
-    const taken = new Set(Object.values(index).map((entry) => entry.port));
+    const entry = { slug, port: await this.#freePort(index) };
+    await this.#writeIndex({ ...index, [tenantId]: entry });
+    return entry;
+  }
+
+  async #bridgePort(tenantId: TenantId, slug: string, network: BridgeNetwork): Promise<number> {
+    const entry = await this.#entryFor(tenantId, slug);
+    const existing = entry.bridges?.[network];
+    if (existing !== undefined) return existing;
+    const index = await this.#readIndex();
+    const port = await this.#freePort(index);
+    const bridges = { ...entry.bridges, [network]: port };
+    await this.#writeIndex({ ...index, [tenantId]: { ...entry, bridges } });
+    return port;
+  }
+
+  async #releaseBridgePort(tenantId: TenantId, network: BridgeNetwork): Promise<void> {
+    const index = await this.#readIndex();
+    const entry = index[tenantId];
+    if (entry?.bridges?.[network] === undefined) return;
+    const bridges = Object.fromEntries(
+      Object.entries(entry.bridges).filter(([name]) => name !== network),
+    );
+    await this.#writeIndex({ ...index, [tenantId]: { ...entry, bridges } });
+  }
+
+  /** The first port of the range that no homeserver or bridge holds and nothing listens on. */
+  async #freePort(index: Record<string, IndexEntry>): Promise<number> {
+    const taken = new Set(
+      Object.values(index).flatMap((entry) => [entry.port, ...Object.values(entry.bridges ?? {})]),
+    );
     for (let port = this.#options.portRangeStart; port <= this.#options.portRangeEnd; port++) {
       if (taken.has(port) || !(await portIsFree(this.#options.bindHost, port))) continue;
-      const entry = { slug, port };
-      await this.#writeIndex({ ...index, [tenantId]: entry });
-      return entry;
+      return port;
     }
     throw new AppError(
       "unavailable",

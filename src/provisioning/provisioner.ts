@@ -1,6 +1,14 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import { renderBridge } from "../bridges/config-render.ts";
+import { createRelayLoginClient } from "../bridges/relay-login.ts";
 import type { App } from "../main.ts";
 import { MatrixBootstrapper, type TenantBootstrapper } from "./bootstrap.ts";
+import type { BridgeDriver } from "./bridge-driver.ts";
+import {
+  BridgeReconciler,
+  type RelayLoginClientFactory,
+  type RenderBridge,
+} from "./bridge-reconciler.ts";
 import { createDriver } from "./create-driver.ts";
 import type { HomeserverDriver } from "./driver.ts";
 import { matrixProbe, type HomeserverProbe } from "./homeserver-checks.ts";
@@ -13,6 +21,10 @@ export interface ProvisionerOverrides {
   readonly driver?: HomeserverDriver;
   readonly probe?: HomeserverProbe;
   readonly bootstrapper?: TenantBootstrapper;
+  /** Runs bridges instead of the driver's own (driver.bridges). */
+  readonly bridgeDriver?: BridgeDriver;
+  readonly renderBridge?: RenderBridge;
+  readonly relayLogin?: RelayLoginClientFactory;
   readonly options?: Partial<ReconcilerOptions>;
   readonly now?: () => Date;
 }
@@ -38,6 +50,27 @@ export async function createProvisioner(
   const db = app.database.knex;
   const registry = app.runtime.metrics.registry;
   const { steps, stepSeconds } = provisioningMetrics(registry);
+  const options = { ...config.provisioning, ...overrides.options };
+  const bridgeDriver = overrides.bridgeDriver ?? bridgesOf(driver);
+  const bridges =
+    bridgeDriver === undefined
+      ? undefined
+      : new BridgeReconciler({
+          db,
+          cipher: app.cipher,
+          driver: bridgeDriver,
+          render: overrides.renderBridge ?? renderBridge,
+          loginClient: overrides.relayLogin ?? createRelayLoginClient,
+          relayLocalpart: config.runtime.relayLocalpart,
+          readyTimeoutMs: config.bridges.readyTimeoutMs,
+          ...(config.bridges.publicMediaUrl === undefined
+            ? {}
+            : { publicMediaUrl: config.bridges.publicMediaUrl }),
+          initialBackoffMs: options.initialBackoffMs,
+          maxBackoffMs: options.maxBackoffMs,
+          log,
+          ...(overrides.now === undefined ? {} : { now: overrides.now }),
+        });
   const reconciler = new Reconciler({
     db,
     cipher: app.cipher,
@@ -56,8 +89,9 @@ export async function createProvisioner(
         botLocalpart: config.runtime.botLocalpart,
       }),
     registrationYaml: (homeserver) => app.registrationYaml(homeserver),
+    ...(bridges === undefined ? {} : { bridges }),
     log,
-    options: { ...config.provisioning, ...overrides.options },
+    options,
     ...(overrides.now === undefined ? {} : { now: overrides.now }),
     // A runtime in this process must stop using the homeserver's old address.
     onHomeserverChanged: (tenantId) => {
@@ -105,6 +139,12 @@ export async function createProvisioner(
       await driver.close?.();
     },
   };
+}
+
+/** The driver's bridges: its own (local, docker), or the driver itself when it runs them too (compose). */
+function bridgesOf(driver: HomeserverDriver): BridgeDriver | undefined {
+  if (driver.bridges !== undefined) return driver.bridges;
+  return "ensureBridge" in driver ? (driver as HomeserverDriver & BridgeDriver) : undefined;
 }
 
 interface ProvisioningMetrics {

@@ -11,6 +11,7 @@ import { tenantHolds } from "../tenants/holds.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import type { TenantHomeserver } from "../tenants/types.ts";
 import type { TenantBootstrapper } from "./bootstrap.ts";
+import type { BridgeReconciler } from "./bridge-reconciler.ts";
 import type { HomeserverDatabaseChoice, HomeserverDriver, HomeserverState } from "./driver.ts";
 import type { HomeserverProbe } from "./homeserver-checks.ts";
 import { provisioningState, type DesiredState, type TenantToReconcile } from "./state.ts";
@@ -38,6 +39,8 @@ export interface ReconcilerDeps {
   readonly probe: HomeserverProbe;
   readonly bootstrapper: TenantBootstrapper;
   readonly registrationYaml: (homeserver: TenantHomeserver) => string;
+  /** Runs the tenants' bridges; without it bridges rows are left alone. */
+  readonly bridges?: BridgeReconciler;
   readonly log: Logger;
   readonly options: ReconcilerOptions;
   readonly database?: HomeserverDatabaseChoice;
@@ -268,6 +271,12 @@ export class Reconciler {
       return "absent";
     }
     if (desired === "stopped") {
+      const homeserver = await this.#deps.tenants.findHomeserver(db, tenantId);
+      if (homeserver !== undefined)
+        await this.#deps.bridges?.stopAll(
+          { tenantId, slug: tenant.slug, serverName: homeserver.serverName, requested },
+          step,
+        );
       const observed = await driver.inspect(tenantId);
       if (observed.state === "absent" || observed.state === "stopped") return observed.state;
       await step("stop", () => driver.stop(tenantId));
@@ -296,17 +305,24 @@ export class Reconciler {
       record.observedState === "running";
 
     // The cheap path of a healthy tenant: no step records every interval.
+    // Bridges with work left (new, disconnected, died, backoff over) take the full path.
     if (fullyUp && attempt === 1 && !requested) {
       const observed = await driver.inspect(tenantId);
       if (
         observed.state === "running" &&
         observed.clientUrl === homeserver.clientUrl &&
-        (await this.#healthyOnce(homeserver))
+        (await this.#healthyOnce(homeserver)) &&
+        ((await this.#deps.bridges?.settled(tenant)) ?? true)
       )
         return "running";
     }
 
     const { plan } = await this.#deps.entitlements.planOf(tenantId);
+    // Bridges' registrations join the homeserver's: a change restarts it (no hot-loading).
+    const bridges = await this.#deps.bridges?.prepare(
+      { tenantId, slug: tenant.slug, serverName: homeserver.serverName, requested },
+      step,
+    );
     const endpoint = await step("ensure", () =>
       driver.ensure({
         tenantId,
@@ -314,7 +330,10 @@ export class Reconciler {
         serverName: homeserver.serverName,
         resources: plan.homeserver,
         registrationSharedSecret: sharedSecret,
-        appserviceRegistrations: { "switchboard.yaml": this.#deps.registrationYaml(homeserver) },
+        appserviceRegistrations: {
+          ...bridges?.registrations,
+          "switchboard.yaml": this.#deps.registrationYaml(homeserver),
+        },
         database: this.#deps.database ?? "sqlite",
       }),
     );
@@ -344,6 +363,7 @@ export class Reconciler {
         withSystemTransaction(db, (trx) => tenantHolds.markProvisioned(trx, tenantId)),
       );
     }
+    await bridges?.converge();
     return "running";
   }
 
