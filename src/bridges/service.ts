@@ -71,7 +71,7 @@ export interface BridgeStatus {
   readonly running: boolean;
   /** The relay login is done with the current credentials. */
   readonly loggedIn: boolean;
-  /** The relay login is the bridge's default relay, so agents are relayed. */
+  /** Logged in, and the relay is set in every bridged room, so agents are relayed everywhere. */
   readonly relaySet: boolean;
   /** The remote account the relay is logged in as ("Acme - switchboard"). */
   readonly relayRemoteName: string | null;
@@ -139,6 +139,8 @@ export class BridgeService {
       provisioningSecret: cipher.encrypt(generateToken()),
     };
     await withTenant(this.#deps.db, tenantId, async (trx) => {
+      // The tenant row is locked before counting, so two connects at once cannot both fit one free slot.
+      await this.#deps.entitlements.planIn(trx, tenantId, true);
       const enabled = await bridgeStore.countEnabled(trx, tenantId, network);
       await this.#deps.entitlements.assertCanEnableBridge(trx, tenantId, enabled);
       const before = await bridgeStore.find(trx, tenantId, network);
@@ -321,7 +323,7 @@ function statusOf(
     state: record.state,
     running: RUNNING_STATES.has(record.state),
     loggedIn,
-    relaySet: loggedIn && record.relayLoginId !== null,
+    relaySet: loggedIn && rooms.every((room) => room.relayState === "set"),
     relayRemoteName: record.relayRemoteName,
     lastError: record.lastError,
     connectedAt: record.connectedAt,

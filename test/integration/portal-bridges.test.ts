@@ -259,6 +259,25 @@ describe.each(BACKENDS)("portal bridges (%s)", (backend) => {
     expect(await bridgeRows()).toHaveLength(1);
   });
 
+  it("lets only one of two simultaneous connects take a plan's last bridge", async () => {
+    const race = await seedTenant(t, "race", [{ browser: owner, role: "owner" }]);
+    await knex()("tenants").where({ id: race.id }).update({ plan: "starter" });
+    const by = { id: "test", via: "cli" } as const;
+    const results = await Promise.allSettled([
+      t.app.bridges.connect(race.id, "discord", { botToken: DISCORD_BOT }, by),
+      t.app.bridges.connect(
+        race.id,
+        "telegram",
+        { botToken: TELEGRAM_BOT, apiId: "12345", apiHash: TELEGRAM_HASH },
+        by,
+      ),
+    ]);
+    expect(results.map((result) => result.status).sort()).toEqual(["fulfilled", "rejected"]);
+    const refusal = results.find((result) => result.status === "rejected");
+    expect(isAppError(refusal?.reason) && refusal.reason.code).toBe("limit_reached");
+    expect(await knex()("bridges").where({ tenant_id: race.id })).toHaveLength(1);
+  });
+
   it("refuses members (403) and other tenants' people (404), on pages and API, and writes nothing", async () => {
     const before = { rows: await bridgeRows(), audit: await auditCount() };
     expect((await member.request("/t/acme/bridges")).statusCode).toBe(200);
@@ -345,7 +364,7 @@ describe.each(BACKENDS)("portal bridges (%s)", (backend) => {
       state: "connected",
       running: true,
       loggedIn: true,
-      relaySet: true,
+      relaySet: false,
       relayRemoteName: "Acme - switchboard",
       connectedAt: "2026-11-01T10:00:00.000Z",
       rooms: [
@@ -359,6 +378,10 @@ describe.each(BACKENDS)("portal bridges (%s)", (backend) => {
       ],
     });
     expect(items[1]).toMatchObject({ configured: false, state: null, rooms: [] });
+    // Relayed everywhere only once every bridged room has its relay.
+    await bridgeStore.setRoomRelay(knex(), acme.id, random, "set");
+    expect((await t.app.bridges.status(acme.id, "slack")).relaySet).toBe(true);
+    await bridgeStore.setRoomRelay(knex(), acme.id, random, "pending");
     expect(await chatSays("bridge status slack")).toMatch(
       /logged in as `Acme - switchboard`.*\n[\s\S]*general `!general:acme.example.test`: relay set; Ada/,
     );
