@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withTenant } from "../../src/db/tenant-transaction.ts";
 import { rememberFact } from "../../src/memory/facts.ts";
-import { linkIdentities, resolvePerson } from "../../src/memory/people.ts";
+import { linkIdentities, platformOfUserId, resolvePerson } from "../../src/memory/people.ts";
 import type { AgentId, MatrixUserId, PersonId, TenantId } from "../../src/shared/ids.ts";
+import { BACKENDS } from "../support/database.ts";
 import { seedTenant } from "../support/ops-fixtures.ts";
 import { startPortalTest, type Browser, type PortalTest } from "../support/portal.ts";
 
@@ -14,7 +15,15 @@ interface FactBody {
   personId: string | null;
 }
 
-describe("portal memory", () => {
+interface PersonBody {
+  person: {
+    id: string;
+    matrixUserIds: string[];
+    identities: { userId: string; platform: string; linkedAt: string }[];
+  };
+}
+
+describe.each(BACKENDS)("portal memory (%s)", (kind) => {
   let t: PortalTest;
   let owner: Browser;
   let member: Browser;
@@ -36,7 +45,7 @@ describe("portal memory", () => {
     );
 
   beforeAll(async () => {
-    t = await startPortalTest();
+    t = await startPortalTest({ database: kind });
     owner = await t.signedIn("owner@example.org");
     member = await t.signedIn("member@example.org");
     stranger = await t.signedIn("stranger@example.org");
@@ -87,6 +96,35 @@ describe("portal memory", () => {
   afterAll(async () => {
     await t.stop();
   });
+
+  /** A person of acme known by `userId`, with one shared fact, created `minutesAgo` (older people survive merges). */
+  const seedPerson = (userId: string, content: string, minutesAgo: number): Promise<PersonId> =>
+    withTenant(t.app.database.knex, acme.id, async (trx) => {
+      const id = userId as MatrixUserId;
+      const personId = await resolvePerson(trx, id, platformOfUserId(id));
+      await trx("people")
+        .where("id", personId)
+        .update({ created_at: new Date(Date.now() - minutesAgo * 60_000) });
+      await rememberFact(trx, {
+        agentId: null,
+        subject: { kind: "person", personId },
+        content,
+        source: "explicit",
+      });
+      return personId;
+    });
+
+  /** Everything linking and unlinking could write: identities, people and audit entries. */
+  const identityState = async () => {
+    const knex = t.app.database.knex;
+    return {
+      identities: await knex("person_identities").select("user_id", "person_id").orderBy("user_id"),
+      people: await knex("people").orderBy("id").pluck("id"),
+      audit: await knex("audit_log").orderBy("id").pluck("id"),
+    };
+  };
+
+  const personApi = (personId: string) => `/api/v1/tenants/${acme.id}/memory/people/${personId}`;
 
   it("lists people with their Matrix IDs and fact counts, a page at a time", async () => {
     const api = `/api/v1/tenants/${acme.id}/memory/people`;
@@ -259,5 +297,260 @@ describe("portal memory", () => {
     expect(audit).toEqual(
       expect.arrayContaining(["memory.export", "memory.forget", "memory.forget_all"]),
     );
+  });
+
+  it("links a bridge ghost from the person page: both identities listed with their platforms, the facts of both under one person", async () => {
+    const carol = await seedPerson("@carol:acme.example.test", "Carol collects old maps", 30);
+    const ghostUserId = "@slack_t123-u456:acme.example.test";
+    const ghost = await seedPerson(ghostUserId, "Carol's cat is called Miso", 5);
+    const memberView = await member.request(`/t/acme/memory/people/${carol}`);
+    expect(memberView.body).toContain("@carol:acme.example.test");
+    expect(memberView.body).not.toContain("Link an identity");
+    const before = await owner.request(`/t/acme/memory/people/${carol}`);
+    expect(before.body).toContain("Link an identity");
+    expect(before.body).not.toContain("/identities/unlink"); // their only identity stays
+
+    const linked = await owner.request(`/t/acme/memory/people/${carol}/identities`, {
+      form: { userId: ghostUserId },
+    });
+    expect(linked.statusCode, linked.body).toBe(303);
+    expect(linked.headers.location).toBe(`/t/acme/memory/people/${carol}`);
+    const after = await owner.request(`/t/acme/memory/people/${carol}`);
+    expect(after.body).toContain("is now one of their identities");
+    expect(after.body).toContain(ghostUserId);
+    expect(after.body).toContain("<td>slack</td>");
+    expect(after.body).toContain("Carol&#39;s cat is called Miso");
+    expect(after.body).toContain("Carol collects old maps");
+    expect(after.body.match(/\/identities\/unlink/g)).toHaveLength(2);
+
+    const viaApi = (await member.request(personApi(carol))).json() as PersonBody & {
+      facts: { items: FactBody[] };
+    };
+    expect(viaApi.person.identities.map((i) => [i.userId, i.platform])).toEqual([
+      ["@carol:acme.example.test", "matrix"],
+      [ghostUserId, "slack"],
+    ]);
+    expect(viaApi.facts.items.map((f) => f.content).sort()).toEqual([
+      "Carol collects old maps",
+      "Carol's cat is called Miso",
+    ]);
+    expect((await member.request(personApi(ghost))).statusCode).toBe(404);
+    const audit = await t.app.database
+      .knex("audit_log")
+      .where({ tenant_id: acme.id, action: "person.link" })
+      .pluck("target");
+    expect(audit).toContain(`@carol:acme.example.test ${ghostUserId}`);
+  });
+
+  it("links and unlinks over the API: the older person survives a merge, unlinked IDs leave the facts behind", async () => {
+    const dana = await seedPerson("@dana:acme.example.test", "Dana runs marathons", 60);
+    const discordGhost = "@discord_998877:acme.example.test";
+    const ghost = await seedPerson(discordGhost, "Dana is vegetarian", 1);
+
+    const openapi = (await member.request("/api/v1/openapi.json")).json() as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const identitiesPath = "/api/v1/tenants/{tenantId}/memory/people/{personId}/identities";
+    expect(openapi.paths[identitiesPath]?.post).toBeDefined();
+    expect(openapi.paths[`${identitiesPath}/{userId}`]?.delete).toBeDefined();
+
+    // Linking from the newer person's side: the older person (Dana) takes the ghost's person over.
+    const merged = await owner.request(`${personApi(ghost)}/identities`, {
+      json: { userId: "@dana:acme.example.test" },
+    });
+    expect(merged.statusCode, merged.body).toBe(200);
+    const mergedBody = merged.json() as PersonBody;
+    expect(mergedBody.person.id).toBe(dana);
+    expect(mergedBody.person.identities.map((i) => i.platform)).toEqual(["matrix", "discord"]);
+
+    // An ID the agents never met yet (a Telegram ghost before its first message) is linked too.
+    const telegram = await owner.request(`${personApi(dana)}/identities`, {
+      json: { userId: "@telegram_4242:acme.example.test" },
+    });
+    expect(telegram.statusCode, telegram.body).toBe(200);
+    expect((telegram.json() as PersonBody).person.matrixUserIds).toEqual([
+      "@dana:acme.example.test",
+      discordGhost,
+      "@telegram_4242:acme.example.test",
+    ]);
+
+    const unlinked = await owner.request(
+      `${personApi(dana)}/identities/${encodeURIComponent(discordGhost)}`,
+      { method: "DELETE" },
+    );
+    expect(unlinked.statusCode, unlinked.body).toBe(200);
+    const unlinkedBody = unlinked.json() as PersonBody & {
+      unlinked: { userId: string; personId: string };
+    };
+    expect(unlinkedBody.person.id).toBe(dana);
+    expect(unlinkedBody.person.matrixUserIds).toEqual([
+      "@dana:acme.example.test",
+      "@telegram_4242:acme.example.test",
+    ]);
+    expect(unlinkedBody.unlinked.userId).toBe(discordGhost);
+    expect(unlinkedBody.unlinked.personId).not.toBe(dana);
+    const separated = (
+      await member.request(personApi(unlinkedBody.unlinked.personId))
+    ).json() as PersonBody & { facts: { items: FactBody[] } };
+    expect(separated.person.matrixUserIds).toEqual([discordGhost]);
+    expect(separated.facts.items).toEqual([]);
+    const danaNow = (await member.request(personApi(dana))).json() as {
+      facts: { items: FactBody[] };
+    };
+    expect(danaNow.facts.items.map((f) => f.content).sort()).toEqual([
+      "Dana is vegetarian",
+      "Dana runs marathons",
+    ]);
+
+    // The page's Unlink button does the same; the last identity then has none.
+    const viaPage = await owner.request(`/t/acme/memory/people/${dana}/identities/unlink`, {
+      form: { userId: "@telegram_4242:acme.example.test" },
+    });
+    expect(viaPage.statusCode, viaPage.body).toBe(303);
+    expect(viaPage.headers.location).toBe(`/t/acme/memory/people/${dana}`);
+    const page = await owner.request(`/t/acme/memory/people/${dana}`);
+    expect(page.body).toContain("is a person of its own again");
+    expect(page.body).not.toContain("/identities/unlink");
+    const actions = await t.app.database
+      .knex("audit_log")
+      .where({ tenant_id: acme.id })
+      .whereIn("action", ["person.link", "person.unlink"])
+      .pluck("target");
+    expect(actions).toEqual(
+      expect.arrayContaining([
+        `${discordGhost} @dana:acme.example.test`,
+        discordGhost,
+        "@telegram_4242:acme.example.test",
+      ]),
+    );
+  });
+
+  it("refuses bad identity changes with a clear 4xx and writes nothing: bad IDs, their own or last identity, unknown or foreign people, members, forged forms", async () => {
+    const erin = await seedPerson("@erin:acme.example.test", "Erin sings", 20);
+    await owner.request(`${personApi(erin)}/identities`, {
+      json: { userId: "@telegram_31337:acme.example.test" },
+    });
+    const before = await identityState();
+    const message = (response: { json: () => unknown }) =>
+      (response.json() as { error: { message: string } }).error.message;
+
+    const notAnId = await owner.request(`${personApi(erin)}/identities`, {
+      json: { userId: "telegram_31337" },
+    });
+    expect(notAnId.statusCode).toBe(400);
+    expect(message(notAnId)).toMatch(/not a Matrix user ID/);
+    expect((await owner.request(`${personApi(erin)}/identities`, { json: {} })).statusCode).toBe(
+      400,
+    );
+    expect(
+      (
+        await owner.request(`${personApi(erin)}/identities`, {
+          json: { userId: "@x:y".repeat(60) },
+        })
+      ).statusCode,
+    ).toBe(400);
+    const own = await owner.request(`${personApi(erin)}/identities`, {
+      json: { userId: "@telegram_31337:acme.example.test" },
+    });
+    expect(own.statusCode).toBe(409);
+    expect(message(own)).toMatch(/already one of this person's identities/);
+    for (const personId of ["00000000-0000-4000-8000-000000000000", "not-a-uuid", outsider]) {
+      const response = await owner.request(`${personApi(personId)}/identities`, {
+        json: { userId: "@bob:acme.example.test" },
+      });
+      expect(response.statusCode, personId).toBe(404);
+      const unlink = await owner.request(
+        `${personApi(personId)}/identities/${encodeURIComponent("@olga:other.example.test")}`,
+        { method: "DELETE" },
+      );
+      expect(unlink.statusCode, personId).toBe(404);
+    }
+    const stranger404 = await stranger.request(`${personApi(erin)}/identities`, {
+      json: { userId: "@olga:other.example.test" },
+    });
+    expect(stranger404.statusCode).toBe(404);
+    expect(
+      (
+        await member.request(`${personApi(erin)}/identities`, {
+          json: { userId: "@bob:acme.example.test" },
+        })
+      ).statusCode,
+    ).toBe(403);
+    expect(
+      (
+        await member.request(
+          `${personApi(erin)}/identities/${encodeURIComponent("@erin:acme.example.test")}`,
+          { method: "DELETE" },
+        )
+      ).statusCode,
+    ).toBe(403);
+    const notTheirs = await owner.request(
+      `${personApi(erin)}/identities/${encodeURIComponent("@bob:acme.example.test")}`,
+      { method: "DELETE" },
+    );
+    expect(notTheirs.statusCode).toBe(404);
+    expect(
+      (await owner.request(`${personApi(erin)}/identities/nobody`, { method: "DELETE" }))
+        .statusCode,
+    ).toBe(400);
+    const last = await owner.request(
+      `${personApi(bob)}/identities/${encodeURIComponent("@bob:acme.example.test")}`,
+      { method: "DELETE" },
+    );
+    expect(last.statusCode).toBe(409);
+    expect(message(last)).toMatch(/only identity/);
+
+    // Pages: the refusal is shown on the person page with what was typed.
+    const badForm = await owner.request(`/t/acme/memory/people/${erin}/identities`, {
+      form: { userId: "erin at slack" },
+    });
+    expect(badForm.statusCode).toBe(400);
+    expect(badForm.body).toContain("is not a Matrix user ID");
+    expect(badForm.body).toContain('value="erin at slack"');
+    const ownForm = await owner.request(`/t/acme/memory/people/${erin}/identities`, {
+      form: { userId: "@erin:acme.example.test" },
+    });
+    expect(ownForm.statusCode).toBe(409);
+    expect(ownForm.body).toContain("already one of this person&#39;s identities");
+    const lastForm = await owner.request(`/t/acme/memory/people/${bob}/identities/unlink`, {
+      form: { userId: "@bob:acme.example.test" },
+    });
+    expect(lastForm.statusCode).toBe(409);
+    expect(
+      (
+        await member.request(`/t/acme/memory/people/${erin}/identities`, {
+          form: { userId: "@bob:acme.example.test" },
+        })
+      ).statusCode,
+    ).toBe(403);
+    expect(
+      (
+        await owner.request(`/t/acme/memory/people/${outsider}/identities`, {
+          form: { userId: "@bob:acme.example.test" },
+        })
+      ).statusCode,
+    ).toBe(404);
+    expect(
+      (
+        await stranger.request(`/t/acme/memory/people/${erin}/identities/unlink`, {
+          form: { userId: "@erin:acme.example.test" },
+        })
+      ).statusCode,
+    ).toBe(404);
+
+    // CSRF: a form or API call without this session's token is refused.
+    const erinIdentity = `${personApi(erin)}/identities/${encodeURIComponent("@erin:acme.example.test")}`;
+    for (const [url, options] of [
+      [`/t/acme/memory/people/${erin}/identities`, { form: { userId: "@bob:acme.example.test" } }],
+      [
+        `/t/acme/memory/people/${erin}/identities/unlink`,
+        { form: { userId: "@erin:acme.example.test" } },
+      ],
+      [`${personApi(erin)}/identities`, { json: { userId: "@bob:acme.example.test" } }],
+      [erinIdentity, { method: "DELETE" }],
+    ] as const)
+      expect((await owner.request(url, { ...options, csrf: false })).statusCode, url).toBe(403);
+
+    expect(await identityState()).toEqual(before);
   });
 });

@@ -3,8 +3,8 @@ import type { BrowsedFact, PersonSummary } from "../../memory/browse.ts";
 import type { PersonDetails } from "../../memory/service.ts";
 import { MAX_SEARCH_CHARS } from "../../memory/service.ts";
 import type { Actor } from "../../audit/audit-log.ts";
-import { notFound } from "../../shared/errors.ts";
-import type { TenantId } from "../../shared/ids.ts";
+import { badRequest, conflict, notFound } from "../../shared/errors.ts";
+import { isMatrixUserId, type TenantId } from "../../shared/ids.ts";
 import { requireRole } from "../access.ts";
 import { PageQuery, decodeCursor, pageOf, toPage, type Page } from "../pagination.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -12,6 +12,15 @@ import { TenantParams } from "./usage.ts";
 
 export const PersonParams = TenantParams.extend({ personId: z.string().max(64) });
 const FactParams = TenantParams.extend({ factId: z.string().max(64) });
+const IdentityParams = PersonParams.extend({
+  userId: z.string().max(255).describe("the Matrix ID to separate (URL-encoded)"),
+});
+export const IdentityBody = z.object({
+  userId: z
+    .string()
+    .max(255)
+    .describe("a Matrix user ID to make theirs, e.g. a bridge ghost like @telegram_42:example.org"),
+});
 export const SearchQuery = z.object({
   q: z.string().max(MAX_SEARCH_CHARS),
   limit: PageQuery.shape.limit,
@@ -41,13 +50,29 @@ export const FactView = z.object({
 });
 export type FactView = z.infer<typeof FactView>;
 
-const PersonWithFacts = z.object({
-  person: PersonView.omit({ factCount: true }).extend({
-    identities: z.array(
-      z.object({ userId: z.string(), platform: z.string(), linkedAt: z.string() }),
-    ),
+const PersonDetailsView = PersonView.omit({ factCount: true }).extend({
+  identities: z.array(
+    z.object({
+      userId: z.string(),
+      platform: z.enum(["matrix", "slack", "discord", "telegram"]),
+      linkedAt: z.string().describe("ISO 8601: when this ID became theirs"),
+    }),
+  ),
+});
+type PersonDetailsView = z.infer<typeof PersonDetailsView>;
+
+const PersonWithFacts = z.object({ person: PersonDetailsView, facts: pageOf(FactView) });
+const LinkResult = z.object({
+  person: PersonDetailsView.describe(
+    "the person now owning the ID: when two people merge, the older one survives, so its id may differ from the URL's",
+  ),
+});
+const UnlinkResult = z.object({
+  person: PersonDetailsView.describe("the person, without the ID"),
+  unlinked: z.object({
+    userId: z.string(),
+    personId: z.string().describe("the person of its own the ID now is"),
   }),
-  facts: pageOf(FactView),
 });
 
 export function personView(summary: PersonSummary): PersonView {
@@ -110,6 +135,20 @@ export async function personWithFacts(
   };
 }
 
+export function personDetailsView(details: PersonDetails): PersonDetailsView {
+  return {
+    id: details.person.id,
+    displayName: details.person.displayName,
+    matrixUserIds: details.identities.map((identity) => identity.userId),
+    createdAt: details.person.createdAt.toISOString(),
+    identities: details.identities.map((identity) => ({
+      userId: identity.userId,
+      platform: identity.platform,
+      linkedAt: identity.linkedAt.toISOString(),
+    })),
+  };
+}
+
 function mapPage<T, U>(page: Page<T>, map: (item: T) => U): Page<U> {
   return { items: page.items.map(map), nextCursor: page.nextCursor };
 }
@@ -159,17 +198,7 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
         request.query,
       );
       return {
-        person: {
-          id: details.person.id,
-          displayName: details.person.displayName,
-          matrixUserIds: details.identities.map((identity) => identity.userId),
-          createdAt: details.person.createdAt.toISOString(),
-          identities: details.identities.map((identity) => ({
-            userId: identity.userId,
-            platform: identity.platform,
-            linkedAt: identity.linkedAt.toISOString(),
-          })),
-        },
+        person: personDetailsView(details),
         facts: { items: [...facts.items], nextCursor: facts.nextCursor },
       };
     },
@@ -230,6 +259,53 @@ export function memoryApi(app: PortalApp, deps: PortalDeps): void {
     },
   );
 
+  app.post(
+    "/api/v1/tenants/:tenantId/memory/people/:personId/identities",
+    {
+      schema: {
+        tags: ["memory"],
+        summary:
+          "Link a Matrix ID (e.g. their Slack, Discord or Telegram ghost) to a person, merging its person's facts and history into theirs (admins; audited)",
+        params: PersonParams,
+        body: IdentityBody,
+        response: { 200: LinkResult },
+      },
+    },
+    async (request) => {
+      const { tenant, actor } = requireRole(request, "admin");
+      const details = await linkIdentityOf(
+        deps,
+        tenant.id,
+        request.params.personId,
+        request.body.userId,
+        actor,
+      );
+      return { person: personDetailsView(details) };
+    },
+  );
+
+  app.delete(
+    "/api/v1/tenants/:tenantId/memory/people/:personId/identities/:userId",
+    {
+      schema: {
+        tags: ["memory"],
+        summary:
+          "Make one of a person's Matrix IDs a person of its own again; the facts stay with this person, the ID's messages go with it (admins; audited)",
+        params: IdentityParams,
+        response: { 200: UnlinkResult },
+      },
+    },
+    async (request) => {
+      const { tenant, actor } = requireRole(request, "admin");
+      const { userId, personId } = request.params;
+      const result = await unlinkIdentityOf(deps, tenant.id, personId, userId, actor);
+      return {
+        person: personDetailsView(result.details),
+        unlinked: { userId, personId: result.unlinkedPersonId },
+      };
+    },
+  );
+
   app.get(
     "/api/v1/tenants/:tenantId/memory/search",
     {
@@ -259,4 +335,60 @@ export async function forgetFactOrNotFound(
 ): Promise<void> {
   const forgotten = await deps.memory.forgetFact(tenantId, factId, actor);
   if (!forgotten) throw notFound("fact");
+}
+
+/**
+ * Makes `userId` an identity of the person, as `person link` does (the
+ * person's first identity linked with it, so facts and history merge), and
+ * returns the person who owns it afterwards: the older of the two when it
+ * belonged to someone else. Refuses before writing anything: an unknown
+ * person (404), a value that is no Matrix ID (400), an ID already theirs (409).
+ */
+export async function linkIdentityOf(
+  deps: PortalDeps,
+  tenantId: TenantId,
+  personId: string,
+  userId: string,
+  actor: Actor,
+): Promise<PersonDetails> {
+  const { identities } = await deps.memory.person(tenantId, personId);
+  const id = userIdOrBadRequest(userId);
+  if (identities.some((identity) => identity.userId === id))
+    throw conflict(`${id} is already one of this person's identities`);
+  const anchor = identities[0];
+  // Every person is created with an identity and unlinking keeps the last one; none left is a bug.
+  if (anchor === undefined) throw conflict("this person has no identity to link to");
+  const survivor = await deps.memory.link(tenantId, anchor.userId, id, actor);
+  return deps.memory.person(tenantId, survivor);
+}
+
+/**
+ * Splits one of the person's IDs off into a person of its own (as
+ * `person unlink`). Refuses before writing anything: an unknown person or an
+ * ID that is not theirs (404), a value that is no Matrix ID (400), their last
+ * identity (409: a person without one could never be found again).
+ */
+export async function unlinkIdentityOf(
+  deps: PortalDeps,
+  tenantId: TenantId,
+  personId: string,
+  userId: string,
+  actor: Actor,
+): Promise<{ details: PersonDetails; unlinkedPersonId: string }> {
+  const { person, identities } = await deps.memory.person(tenantId, personId);
+  const id = userIdOrBadRequest(userId);
+  if (!identities.some((identity) => identity.userId === id)) throw notFound("identity");
+  if (identities.length <= 1)
+    throw conflict(`${id} is this person's only identity; there is nothing to unlink it from`);
+  const unlinkedPersonId = await deps.memory.unlink(tenantId, id, actor);
+  return { details: await deps.memory.person(tenantId, person.id), unlinkedPersonId };
+}
+
+function userIdOrBadRequest(value: string): string {
+  const trimmed = value.trim();
+  if (!isMatrixUserId(trimmed))
+    throw badRequest(
+      `userId: "${trimmed.slice(0, 80)}" is not a Matrix user ID like @alice:example.org or a bridge ghost like @telegram_42:example.org`,
+    );
+  return trimmed;
 }
