@@ -82,10 +82,12 @@ export interface TurnContext {
 /**
  * One agent answering one message, exactly once (see turn-ledger.ts):
  * explicit memory requests, context (history + retrieved facts), the model
- * streamed into the room, memory tool calls, then history, ledger and usage
+ * streamed into the room (in a bridged room, sent whole once it is known:
+ * bridged-delivery.ts), memory tool calls, then history, ledger and usage
  * written back. A model failure ends the turn with a notice in the room and
  * is not retried; a homeserver or database failure propagates so that the
- * event is retried, and the retry resumes the same reply.
+ * event is retried, and the retry resumes the same reply (in a bridged
+ * room, delivers the rest of the recorded answer without the model).
  */
 export async function runTurn(
   deps: TurnDependencies,
