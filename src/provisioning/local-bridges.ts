@@ -176,16 +176,18 @@ export class LocalBridges implements BridgeDriver {
       [...this.#managed.entries()]
         .filter(([key]) => key.startsWith(`${tenantId}/`))
         .map(async ([key, managed]) => {
-          await this.#terminate(managed);
           this.#managed.delete(key);
+          await this.#terminate(managed);
         }),
     );
   }
 
   /** Stops every bridge this driver started (their data and ports stay). */
   async close(): Promise<void> {
-    await Promise.all([...this.#managed.values()].map((managed) => this.#terminate(managed)));
+    const all = [...this.#managed.values()];
+    // Forgotten first: their ends are expected, not reported.
     this.#managed.clear();
+    await Promise.all(all.map((managed) => this.#terminate(managed)));
   }
 
   #command(network: BridgeNetwork): readonly string[] {
@@ -214,6 +216,8 @@ export class LocalBridges implements BridgeDriver {
     });
     const log = await open(logPath, "a");
     let child: ChildProcess;
+    let exited: Promise<ExitStatus>;
+    let spawned: Promise<true | ExitStatus>;
     try {
       child = spawn(
         "setpriv",
@@ -231,25 +235,31 @@ export class LocalBridges implements BridgeDriver {
         ],
         { cwd: dir, stdio: ["ignore", log.fd, log.fd], env: { ...BRIDGE_ENV, HOME: dir } },
       );
+      // Listened for before any await: "spawn" and "error" come on the next tick.
+      const started = child;
+      exited = new Promise<ExitStatus>((resolveExit) => {
+        started.once("error", (error) => {
+          resolveExit({ code: null, signal: null, error });
+        });
+        started.once("exit", (code, signal) => {
+          resolveExit({ code, signal });
+        });
+      });
+      spawned = Promise.race([
+        new Promise<true>((resolveSpawn) => {
+          started.once("spawn", () => {
+            resolveSpawn(true);
+          });
+        }),
+        exited,
+      ]);
     } finally {
       // The child holds its own copy of the descriptor.
       await log.close();
     }
     trackChild(child);
-    const managed: Managed = {
-      child,
-      filesHash,
-      exit: undefined,
-      exited: new Promise<ExitStatus>((resolveExit) => {
-        child.once("error", (error) => {
-          resolveExit({ code: null, signal: null, error });
-        });
-        child.once("exit", (code, signal) => {
-          resolveExit({ code, signal });
-        });
-      }),
-    };
-    void managed.exited.then((status) => {
+    const managed: Managed = { child, filesHash, exit: undefined, exited };
+    void exited.then((status) => {
       liveChildren.delete(child);
       managed.exit = status;
       if (this.#managed.get(keyOf(target)) === managed)
@@ -258,19 +268,11 @@ export class LocalBridges implements BridgeDriver {
           "bridge process ended",
         );
     });
-    // Started, or failed to spawn at all (an error event follows at once).
-    const spawned = await Promise.race([
-      new Promise<true>((resolveSpawn) =>
-        child.once("spawn", () => {
-          resolveSpawn(true);
-        }),
-      ),
-      managed.exited,
-    ]);
-    if (spawned !== true)
+    const outcome = await spawned;
+    if (outcome !== true)
       throw new AppError(
         "unavailable",
-        `${NETWORKS[target.network].bridgeName} ${describeExit(spawned)}`,
+        `${NETWORKS[target.network].bridgeName} ${describeExit(outcome)}`,
       );
     this.#log.info(
       { tenantId: target.tenantId, network: target.network, pid: child.pid },
@@ -280,8 +282,8 @@ export class LocalBridges implements BridgeDriver {
   }
 
   async #stop(target: BridgeTarget, managed: Managed): Promise<void> {
-    await this.#terminate(managed);
     if (this.#managed.get(keyOf(target)) === managed) this.#managed.delete(keyOf(target));
+    await this.#terminate(managed);
   }
 
   /** SIGTERM, then SIGKILL after the grace period; resolves once the process is gone. */
