@@ -26,6 +26,7 @@ import { provisioningState } from "../../src/provisioning/state.ts";
 import { AppError, badRequest } from "../../src/shared/errors.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
 import { createLogger } from "../../src/shared/logger.ts";
+import { tenantDeletion } from "../../src/tenants/deletion.ts";
 import { tenantHolds } from "../../src/tenants/holds.ts";
 import { createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { FakeHomeserverDriver } from "../support/fake-homeserver-driver.ts";
@@ -418,5 +419,21 @@ describe("bridge reconciler decisions (fake drivers, PGlite)", () => {
     expect(bridges.states.get(`${tenantId}/slack`)).toBe("running");
     expect((await bridge(tenantId))?.state).toBe("connected");
     expect(relay.loginsAt(slug)).toHaveLength(1);
+  });
+
+  it("a deleted tenant: bridges stopped during retention, then the driver's removal and the purge take them", async () => {
+    const tenantId = await runningTenant();
+    await app.bridges.connect(tenantId, "slack", SLACK, OPERATOR);
+    await passFor(tenantId);
+    await tenantDeletion.schedule(app.database.knex, tenantId, 1, OPERATOR);
+    await passFor(tenantId);
+    expect(bridges.states.get(`${tenantId}/slack`)).toBe("stopped");
+
+    clock = new Date(clock.getTime() + 2 * 86_400_000);
+    expect((await passFor(tenantId))?.result).toBe("converged");
+    expect(driver.callsOf("remove", tenantId)).toHaveLength(1);
+    // The tenant-wide removal covers bridges; nothing is removed bridge by bridge.
+    expect(bridges.callsOf("remove", tenantId)).toEqual([]);
+    expect(await app.database.knex("bridges").where({ tenant_id: tenantId })).toEqual([]);
   });
 });
