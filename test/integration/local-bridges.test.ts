@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Actor } from "../../src/audit/audit-log.ts";
 import { renderBridge } from "../../src/bridges/config-render.ts";
@@ -13,6 +14,7 @@ import type { BridgePlacement, BridgeSpec } from "../../src/provisioning/bridge-
 import { matrixProbe } from "../../src/provisioning/homeserver-checks.ts";
 import { LocalDriver } from "../../src/provisioning/local-driver.ts";
 import { createProvisioner, type Provisioner } from "../../src/provisioning/provisioner.ts";
+import { provisioningState } from "../../src/provisioning/state.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import type { MatrixUserId, TenantId } from "../../src/shared/ids.ts";
 import { createLogger } from "../../src/shared/logger.ts";
@@ -192,10 +194,20 @@ describe("bridges through the reconciler on a real Synapse (local driver, stand-
   let provisioner: Provisioner;
   let tenantId: TenantId;
   const slug = `lb${randomBytes(3).toString("hex")}`;
+  /** Every log line of the provisioner and the app, at debug level. */
+  const logLines: string[] = [];
+  /** Secrets seen during the tests: none may appear in a log line. */
+  const secrets = new Set<string>([GOOD.botToken, GOOD.appToken, BAD.botToken]);
 
   beforeAll(async () => {
     const portRangeStart = await freePort();
     stack = await startStack({
+      logSink: new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          logLines.push(chunk.toString("utf8"));
+          done();
+        },
+      }),
       config: {
         provisioning: {
           reconcileIntervalMs: 1_000,
@@ -239,6 +251,8 @@ describe("bridges through the reconciler on a real Synapse (local driver, stand-
   async function relayClient() {
     const [withSecrets] = await bridgeStore.listWithSecrets(stack.database.knex, tenantId);
     const sharedSecret = stack.app.cipher.decrypt(withSecrets?.secrets.provisioningSecret ?? "");
+    const asToken = stack.app.cipher.decrypt(withSecrets?.secrets.asToken ?? "");
+    secrets.add(sharedSecret).add(asToken);
     const placement = await provisioner.driver.bridges?.placement({
       tenantId,
       slug,
@@ -247,7 +261,7 @@ describe("bridges through the reconciler on a real Synapse (local driver, stand-
     });
     return {
       placement,
-      asToken: stack.app.cipher.decrypt(withSecrets?.secrets.asToken ?? ""),
+      asToken,
       client: createRelayLoginClient({
         network: "slack",
         baseUrl: placement?.provisioningUrl ?? "",
@@ -285,6 +299,16 @@ describe("bridges through the reconciler on a real Synapse (local driver, stand-
       expect(connected?.loginVersion).toBe(2);
       expect(connected?.relayLoginId).not.toBeNull();
       expect(connected?.lastError).toBeNull();
+      // The login then becomes the default relay: the bridge is restarted with it.
+      await expect
+        .poll(
+          async () =>
+            (await provisioningState.steps(stack.database.knex, tenantId)).some(
+              (step) => step.step === "bridge:slack:set-default-relay" && step.status === "done",
+            ),
+          { timeout: CHANGE_TIMEOUT_MS, interval: 250 },
+        )
+        .toBe(true);
 
       const { client, asToken } = await relayClient();
       await expect
@@ -335,4 +359,10 @@ describe("bridges through the reconciler on a real Synapse (local driver, stand-
     },
     CHANGE_TIMEOUT_MS + 10_000,
   );
+
+  it("puts no token or bridge secret in any log line", () => {
+    const logs = logLines.join("");
+    expect(logs).toContain("bridge started");
+    for (const secret of secrets) expect(logs).not.toContain(secret);
+  });
 });
