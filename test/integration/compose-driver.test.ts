@@ -44,7 +44,7 @@ beforeEach(async () => {
     filesDir,
     homeserverUrl: "http://127.0.0.1:9",
     postgres: { adminUrl: TEST_POSTGRES_URL, host: "postgres", port: 5432 },
-    logger: createLogger({ level: "silent" }),
+    logger: createLogger({ level: "silent", pretty: false }),
   });
   const slug = `c${randomBytes(4).toString("hex")}`;
   spec = {
