@@ -61,6 +61,8 @@ export interface ComposeDriverOptions {
 
 export class ComposeDriver implements HomeserverDriver, BridgeDriver {
   readonly name = "compose";
+  /** The bridges are compose services next to the homeserver: the same driver writes their files. */
+  readonly bridges: BridgeDriver = this;
   readonly #options: ComposeDriverOptions;
   readonly #log: Logger;
 

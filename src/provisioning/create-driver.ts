@@ -2,6 +2,7 @@ import type { Config } from "../config/schema.ts";
 import { AppError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { HomeserverDriver } from "./driver.ts";
+import { ComposeDriver } from "./compose-driver.ts";
 import { LocalDriver } from "./local-driver.ts";
 
 /**
@@ -29,6 +30,21 @@ export async function createDriver(
       portRangeStart: provisioning.local.portRangeStart,
       portRangeEnd: provisioning.local.portRangeEnd,
       bridgeCommands: provisioning.local.bridgeCommands,
+      logger,
+    });
+  }
+  if (provisioning.driver === "compose") {
+    const { compose } = provisioning;
+    const adminUrl = compose.postgresAdminUrl ?? config.database.url;
+    if (adminUrl === undefined)
+      throw new AppError(
+        "bad_request",
+        "provisioning.driver compose needs PostgreSQL: set DATABASE_URL (or provisioning.compose.postgresAdminUrl)",
+      );
+    return new ComposeDriver({
+      filesDir: compose.filesDir,
+      homeserverUrl: compose.homeserverUrl,
+      postgres: { adminUrl, host: compose.postgresHost, port: compose.postgresPort },
       logger,
     });
   }

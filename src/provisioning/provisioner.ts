@@ -51,7 +51,7 @@ export async function createProvisioner(
   const registry = app.runtime.metrics.registry;
   const { steps, stepSeconds } = provisioningMetrics(registry);
   const options = { ...config.provisioning, ...overrides.options };
-  const bridgeDriver = overrides.bridgeDriver ?? bridgesOf(driver);
+  const bridgeDriver = overrides.bridgeDriver ?? driver.bridges;
   const bridges =
     bridgeDriver === undefined
       ? undefined
@@ -139,12 +139,6 @@ export async function createProvisioner(
       await driver.close?.();
     },
   };
-}
-
-/** The driver's bridges: its own (local, docker), or the driver itself when it runs them too (compose). */
-function bridgesOf(driver: HomeserverDriver): BridgeDriver | undefined {
-  if (driver.bridges !== undefined) return driver.bridges;
-  return "ensureBridge" in driver ? (driver as HomeserverDriver & BridgeDriver) : undefined;
 }
 
 interface ProvisioningMetrics {

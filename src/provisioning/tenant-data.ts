@@ -48,8 +48,9 @@ export const RESTORED_TABLES: readonly string[] = [
  * daily usage counters (rolling them back would hand out a day's messages
  * and managed tokens again), holds (suspension is decided now),
  * de-duplication of appservice transactions and events (rolling them back
- * could answer an event twice), and the provisioner's and backups' own
- * bookkeeping. None of them has a foreign key to a restored table, so
+ * could answer an event twice), the bridges (their tokens are the running
+ * bridges' registrations; their rooms are what the bridges have now), and
+ * the provisioner's and backups' own bookkeeping. None of them has a foreign key to a restored table, so
  * replacing those never cascades into these.
  */
 export const KEPT_TABLES: readonly string[] = [
@@ -64,6 +65,8 @@ export const KEPT_TABLES: readonly string[] = [
   "homeserver_health",
   "provisioning",
   "provisioning_steps",
+  "bridges",
+  "bridge_rooms",
 ];
 
 /**

@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConfigSchema } from "../../src/config/schema.ts";
 import { ComposeDriver } from "../../src/provisioning/compose-driver.ts";
+import { createDriver } from "../../src/provisioning/create-driver.ts";
 import type { HomeserverSpec } from "../../src/provisioning/driver.ts";
 import { AppError } from "../../src/shared/errors.ts";
 import type { TenantId } from "../../src/shared/ids.ts";
@@ -163,5 +165,27 @@ describe("ComposeDriver bridges", () => {
     expect(await driver.inspectBridge(target)).toEqual({ state: "absent" });
     expect(existsSync(join(dir, "config.yaml"))).toBe(false);
     expect(await databaseExists(`bridge_${spec.slug}_slack`)).toBe(false);
+  });
+});
+
+describe("createDriver compose", () => {
+  it("builds the compose driver, with its bridges, from the config", async () => {
+    const config = ConfigSchema.parse({
+      database: { url: TEST_POSTGRES_URL },
+      provisioning: { driver: "compose", compose: { filesDir } },
+    });
+    const built = await createDriver(config, createLogger({ level: "silent", pretty: false }));
+    expect(built).toBeInstanceOf(ComposeDriver);
+    expect(built.bridges).toBe(built);
+  });
+
+  it("refuses without PostgreSQL, naming what to set", async () => {
+    const config = ConfigSchema.parse({ provisioning: { driver: "compose" } });
+    const refusal = await createDriver(
+      config,
+      createLogger({ level: "silent", pretty: false }),
+    ).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(AppError);
+    expect((refusal as AppError).message).toMatch(/DATABASE_URL/);
   });
 });
