@@ -322,6 +322,23 @@ describe.each(BACKENDS)("portal bridges (%s)", (backend) => {
     expect(await auditCount()).toBe(before.audit);
   });
 
+  it("shows a refused relay login the same on the page, the API and in chat: state and the bridge's reason", async () => {
+    const reason = 'Slack refused the bot or app token: auth.test failed: "invalid_auth"';
+    await bridgeStore.update(knex(), acme.id, "slack", {
+      state: "login_failed",
+      lastError: reason,
+    });
+    const page = await send(member, "/t/acme/bridges", {});
+    expect(page.body).toContain(html(reason));
+    const list = await send(member, `/api/v1/tenants/${acme.id}/bridges`, {});
+    const slack = (
+      list.json() as { items: { network: string; state: string; lastError: string }[] }
+    ).items.find((item) => item.network === "slack");
+    expect(slack).toMatchObject({ state: "login_failed", lastError: reason });
+    expect(await chatSays("bridge status slack")).toContain(reason);
+    await bridgeStore.update(knex(), acme.id, "slack", { state: "pending", lastError: null });
+  });
+
   it("lists status, the relay's remote name, bridged channels and their agents; invites an agent", async () => {
     await bridgeStore.update(knex(), acme.id, "slack", {
       state: "connected",
