@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import type Docker from "dockerode";
 import { NETWORKS, type BridgeNetwork } from "../bridges/networks.ts";
-import { AppError } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
 import type {
@@ -12,12 +11,14 @@ import type {
   BridgeSpec,
   BridgeTarget,
 } from "./bridge-driver.ts";
-import { engine, engineError, statusOf, tolerant } from "./docker-errors.ts";
+import { ensureContainer } from "./docker-containers.ts";
+import { engine, tolerant } from "./docker-errors.ts";
 import {
   LABEL,
   clientUrlFor,
   deriveSecret,
   stackNames,
+  type ContainerBody,
   type PostgresTarget,
 } from "./docker-stack.ts";
 import { createTar, type TarEntry } from "./tar.ts";
@@ -140,39 +141,11 @@ export class DockerBridges implements BridgeDriver {
     );
     const files = bridgeFiles(spec);
     const body = this.#containerBody(spec, names, image, files);
-    const wantedHash = body.Labels[LABEL.specHash];
-    let info = await this.#inspect(names.container);
-    if (info !== undefined && info.Config.Labels[LABEL.tenant] !== spec.tenantId)
-      throw new AppError(
-        "bad_request",
-        `docker: container ${names.container} exists but was not made for this tenant`,
-      );
-    if (info !== undefined && info.Config.Labels[LABEL.specHash] !== wantedHash) {
-      // New files or image: the container is disposable, the volume keeps the bridge's data.
-      log.info({ container: names.container }, "bridge container out of date: recreating");
-      await tolerant("remove container", () =>
-        this.#docker.getContainer(names.container).remove({ force: true }),
-      );
-      info = undefined;
-    }
-    if (info === undefined) {
-      try {
-        await this.#docker.createContainer({
-          _query: { name: names.container },
-          _body: body,
-        } as never);
-        log.info({ container: names.container, image }, "created bridge container");
-      } catch (error) {
-        // 409: made by an earlier pass that crashed before starting it.
-        if (statusOf(error) !== 409) throw engineError("create container", error);
-      }
-      info = await this.#inspect(names.container);
-      if (info === undefined)
-        throw new AppError(
-          "unavailable",
-          `docker: container ${names.container} vanished after create`,
-        );
-    }
+    const { info } = await ensureContainer(
+      this.#docker,
+      { name: names.container, tenantId: spec.tenantId, body, noun: "bridge" },
+      log,
+    );
     const container = this.#docker.getContainer(names.container);
     if (info.State.Status === "created") {
       // Never started: its files may be missing (crash after create), so upload them (again).
@@ -264,7 +237,7 @@ export class DockerBridges implements BridgeDriver {
     names: BridgeNames,
     image: string,
     files: readonly TarEntry[],
-  ): Record<string, unknown> & { Labels: Record<string, string> } {
+  ): ContainerBody {
     const body = {
       Image: image,
       // The images' docker-run.sh, minus config generation, plus --no-update:

@@ -26,6 +26,7 @@ import type {
 } from "./driver.ts";
 import type { DockerDriverFactory } from "./create-driver.ts";
 import { DockerBridges } from "./docker-bridges.ts";
+import { ensureContainer } from "./docker-containers.ts";
 import { engine, engineError, statusOf, tolerant } from "./docker-errors.ts";
 import { pullProgressLogger, type PullEvent } from "./pull-progress.ts";
 import { createTar } from "./tar.ts";
@@ -112,40 +113,12 @@ export class DockerDriver implements HomeserverDriver {
     await this.#ensureVolume(names.volume, spec);
 
     const body = containerBody(spec, this.#options.synapseImage, this.#options.network, files);
-    const wantedHash = (body.Labels as Record<string, string>)[LABEL.specHash];
-    let info = await this.#inspectContainer(names.container);
-    if (info !== undefined && info.Config.Labels[LABEL.tenant] !== spec.tenantId) {
-      throw new AppError(
-        "bad_request",
-        `docker: container ${names.container} exists but was not made for this tenant`,
-      );
-    }
-    if (info !== undefined && info.Config.Labels[LABEL.specHash] !== wantedHash) {
-      // Image, files or networks changed: containers are disposable, the volume keeps the data.
-      log.info({ container: names.container }, "homeserver container out of date: recreating");
-      await tolerant("remove container", () =>
-        this.#docker.getContainer(names.container).remove({ force: true }),
-      );
-      info = undefined;
-    }
-    if (info === undefined) {
-      try {
-        await this.#docker.createContainer({
-          _query: { name: names.container },
-          _body: body,
-        } as never);
-        log.info({ container: names.container }, "created homeserver container");
-      } catch (error) {
-        // 409: created by an earlier pass that crashed before recording it.
-        if (statusOf(error) !== 409) throw engineError("create container", error);
-      }
-      info = await this.#inspectContainer(names.container);
-      if (info === undefined)
-        throw new AppError(
-          "unavailable",
-          `docker: container ${names.container} vanished after create`,
-        );
-    } else {
+    const { info, created } = await ensureContainer(
+      this.#docker,
+      { name: names.container, tenantId: spec.tenantId, body, noun: "homeserver" },
+      log,
+    );
+    if (!created) {
       const limits = resourceLimits(spec.resources);
       const host = info.HostConfig;
       if (host.Memory !== limits.Memory || host.NanoCpus !== limits.NanoCpus) {

@@ -26,6 +26,9 @@ export const LABEL = {
 
 export type StackResource = "network" | "volume" | "homeserver";
 
+/** A POST /containers/create body; its LABEL.specHash label covers everything that cannot change in place. */
+export type ContainerBody = Record<string, unknown> & { readonly Labels: Record<string, string> };
+
 export const SYNAPSE_PORT = 8008;
 /** The volume is mounted where homeserver-config.ts puts every path, so its rendering applies unchanged. */
 export const DATA_MOUNT_PATH = CHROOT_MOUNT_POINT;
@@ -191,7 +194,7 @@ export function containerBody(
   image: string,
   sharedNetwork: string,
   files: readonly TarEntry[],
-): Record<string, unknown> {
+): ContainerBody {
   const names = stackNames(spec.slug);
   const body = {
     Image: image,

@@ -5,6 +5,7 @@ import { appendFile, mkdir, open, rename, rm, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { NETWORKS, type BridgeNetwork } from "../bridges/networks.ts";
+import { describeExit, trackChild, type ExitStatus } from "../shared/child-processes.ts";
 import { AppError, badRequest } from "../shared/errors.ts";
 import type { TenantId } from "../shared/ids.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -52,12 +53,6 @@ export interface LocalBridgesOptions {
   readonly logger: Logger;
 }
 
-interface ExitStatus {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly error?: Error;
-}
-
 interface Managed {
   readonly child: ChildProcess;
   /** Hash of config + registration the process was started with. */
@@ -65,25 +60,6 @@ interface Managed {
   /** Set once the process is gone. */
   exit: ExitStatus | undefined;
   readonly exited: Promise<ExitStatus>;
-}
-
-/** Every bridge process alive; killed on a normal exit, by the kernel (pdeathsig) on a crash. */
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function trackChild(child: ChildProcess): void {
-  liveChildren.add(child);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const live of liveChildren) live.kill("SIGKILL");
-  });
-}
-
-function describeExit(status: ExitStatus): string {
-  if (status.error !== undefined) return `could not be started (${status.error.message})`;
-  if (status.signal !== null) return `killed by ${status.signal}`;
-  return `exited with code ${String(status.code)}`;
 }
 
 const keyOf = (target: BridgeTarget): string => `${target.tenantId}/${target.network}`;
@@ -237,14 +213,7 @@ export class LocalBridges implements BridgeDriver {
       );
       // Listened for before any await: "spawn" and "error" come on the next tick.
       const started = child;
-      exited = new Promise<ExitStatus>((resolveExit) => {
-        started.once("error", (error) => {
-          resolveExit({ code: null, signal: null, error });
-        });
-        started.once("exit", (code, signal) => {
-          resolveExit({ code, signal });
-        });
-      });
+      exited = trackChild(started);
       spawned = Promise.race([
         new Promise<true>((resolveSpawn) => {
           started.once("spawn", () => {
@@ -257,10 +226,8 @@ export class LocalBridges implements BridgeDriver {
       // The child holds its own copy of the descriptor.
       await log.close();
     }
-    trackChild(child);
     const managed: Managed = { child, filesHash, exit: undefined, exited };
     void exited.then((status) => {
-      liveChildren.delete(child);
       managed.exit = status;
       if (this.#managed.get(keyOf(target)) === managed)
         this.#log.warn(

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { describeExit, trackChild, type ExitStatus } from "../shared/child-processes.ts";
 import { AppError, describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { isHealthy } from "./admin-api.ts";
@@ -49,38 +50,9 @@ const SYNAPSE_ENV = {
   PYTHONUNBUFFERED: "1",
 };
 
-interface ExitStatus {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly error?: Error;
-}
-
 interface Running {
   readonly child: ChildProcess;
   readonly exited: Promise<ExitStatus>;
-}
-
-/**
- * Every Synapse this Node process started and that is still alive. On a
- * normal exit they are killed here; if Node dies abruptly, the kernel kills
- * them (setpriv --pdeathsig), so no homeserver outlives its owner.
- */
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-function trackChild(child: ChildProcess): void {
-  liveChildren.add(child);
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const live of liveChildren) live.kill("SIGKILL");
-  });
-}
-
-function describeExit(status: ExitStatus): string {
-  if (status.error !== undefined) return `could not be spawned (${status.error.message})`;
-  if (status.signal !== null) return `was killed by ${status.signal}`;
-  return `exited with code ${String(status.code)}`;
 }
 
 /** Throws a conflict AppError if something already listens on host:port. */
@@ -232,6 +204,7 @@ export class SynapseProcess {
   async #spawn(): Promise<Running> {
     const log = await open(this.logPath, "a");
     let child: ChildProcess;
+    let exited: Promise<ExitStatus>;
     try {
       child = spawn(
         "setpriv",
@@ -249,21 +222,12 @@ export class SynapseProcess {
         ],
         { stdio: ["ignore", log.fd, log.fd], env: SYNAPSE_ENV },
       );
+      // Before any await: "error" and "exit" may come on the next tick.
+      exited = trackChild(child);
     } finally {
       // The child holds its own copy of the descriptor.
       await log.close();
     }
-    trackChild(child);
-    const exited = new Promise<ExitStatus>((resolveExit) => {
-      child.once("error", (error) => {
-        liveChildren.delete(child);
-        resolveExit({ code: null, signal: null, error });
-      });
-      child.once("exit", (code, signal) => {
-        liveChildren.delete(child);
-        resolveExit({ code, signal });
-      });
-    });
     void exited.then((status) => {
       if (this.#running?.child !== child) return;
       this.#running = undefined;
