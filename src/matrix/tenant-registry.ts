@@ -12,6 +12,14 @@ import { buildRegistration, type RegistrationParameters } from "./registration.t
 import { MatrixRoomState } from "./room-state.ts";
 import { TenantAppserviceStorage } from "./storage.ts";
 
+/**
+ * Intents (one per agent, the bot and the relay account) a tenant's
+ * Appservice keeps. matrix-bot-sdk's default of 10,000 is preallocated by
+ * its LRU cache, about 400 KB per tenant before any use (bench/density.ts);
+ * an evicted intent is simply rebuilt on its next use.
+ */
+export const INTENTS_CACHED_PER_TENANT = 256;
+
 /** A tenant as the runtime serves it: its homeserver, appservice and chat gateway. */
 export interface ServedTenant {
   readonly homeserver: TenantHomeserver;
@@ -167,6 +175,7 @@ export class TenantRegistry {
         },
       },
       storage: new TenantAppserviceStorage(this.#db, homeserver.tenantId),
+      intentOptions: { maxCached: INTENTS_CACHED_PER_TENANT },
     });
     const served: ServedTenant = {
       homeserver,
