@@ -41,6 +41,8 @@ import type {
   TenantId,
 } from "../../src/shared/ids.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
+import { accountIdOf, seedTenant as seedPortalTenant } from "../support/ops-fixtures.ts";
+import { startPortalTest, type Browser, type PortalTest } from "../support/portal.ts";
 import { seedTenant } from "../support/seed.ts";
 
 /** What one tenant holds, every kind of memory row, all of it findable by the word "zebra". */
@@ -226,3 +228,266 @@ describe.each(BACKENDS)("memory queries under row-level security (%s)", (kind) =
     expect(await rowsOf(b.tenantId)).toBe(before);
   });
 });
+
+type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/**
+ * Every route the portal serves, read from Fastify's own route tree (so a
+ * route added later is swept without touching this test): full path pattern
+ * and methods, HEAD left out (it is GET without a body).
+ */
+function portalRoutes(tree: string): { pattern: string; methods: Method[] }[] {
+  const routes: { pattern: string; methods: Method[] }[] = [];
+  const prefixes: string[] = [];
+  for (const line of tree.split("\n")) {
+    const match = /^(.*?)[├└]── (\S+) \(([^)]+)\)$/u.exec(line);
+    if (match === null) continue;
+    const depth = Array.from(match[1]!).length / 4;
+    const parent = depth === 0 ? "" : (prefixes[depth - 1] ?? "");
+    // The root is "/"; its children read "signup" or "t/:slug", deeper ones "/billing".
+    const pattern = `${parent}${match[2]!}`;
+    prefixes[depth] = pattern;
+    const methods = match[3]!
+      .split(", ")
+      .filter((method): method is Method => method !== "HEAD" && method !== "OPTIONS");
+    routes.push({ pattern, methods });
+  }
+  return routes;
+}
+
+/** Path parameters that are names a tenant chooses, not ids of objects: the same in every tenant. */
+const NAME_PARAMS = new Set(["tenantId", "slug", "network", "provider"]);
+
+const PNG_1X1 = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=",
+  "base64",
+);
+const SLACK_BOT = "xoxb-1111111111-2222222222-AbCdEfGhIjKlMnOpQrStUvWx";
+const SLACK_APP = "xapp-1-A0123456789-1234567890123-abcdef0123456789abcdef";
+
+/** A well-formed JSON body for an API operation, so the answer is about access, not validation. */
+function apiBody(method: Method, pattern: string, ids: Record<string, string>): unknown {
+  if (method === "GET" || method === "DELETE") return undefined;
+  if (pattern.endsWith("/members/:accountId")) return { role: "admin" };
+  if (pattern.endsWith("/identities")) return { userId: "@mallory:bob-co.example.test" };
+  if (pattern.endsWith("/rooms/:roomId/agents")) return { agent: ids.name };
+  if (pattern.endsWith("/agents/:name")) return { displayName: "Mallory" };
+  if (pattern.endsWith("/bridges/:network")) return { botToken: SLACK_BOT, appToken: SLACK_APP };
+  if (pattern.endsWith("/keys/:provider")) return { key: "sk-mallory-aaaaaaaaaaaa" };
+  return { name: "mallory", email: "mallory@example.org", role: "admin" };
+}
+
+describe("every portal route, given another tenant's real ids (postgres)", () => {
+  let t: PortalTest;
+  let alice: Browser;
+  let bob: Browser;
+  let bobToken: string;
+  let aliceTenant: { id: TenantId; slug: string };
+  let bobTenant: { id: TenantId; slug: string };
+  /** Alice's real objects, by the path parameter that names them. */
+  const ids: Record<string, string> = {};
+
+  /** Everything of Alice's tenant as the database holds it: every table with a tenant_id, her account and member. */
+  async function aliceSnapshot(): Promise<string> {
+    const knex = t.app.database.knex;
+    const tables = (
+      (await knex.raw(
+        "select table_name from information_schema.columns where column_name = 'tenant_id' and table_schema = 'public' order by 1",
+      )) as { rows: { table_name: string }[] }
+    ).rows.map((row) => row.table_name);
+    const dump: Record<string, unknown> = {
+      tenant: await knex("tenants").where("id", aliceTenant.id),
+      accounts: await knex("accounts").whereIn("id", [ids.aliceAccount!, ids.accountId!]),
+    };
+    for (const table of tables)
+      dump[table] = (
+        (await knex.raw(
+          `select row_to_json(r)::text as row from ${table} r where tenant_id = ? order by 1`,
+          [aliceTenant.id],
+        )) as { rows: { row: string }[] }
+      ).rows.map((row) => row.row);
+    return JSON.stringify(dump);
+  }
+
+  beforeAll(async () => {
+    t = await startPortalTest({ database: "postgres" });
+    alice = await t.signedIn("alice@example.org");
+    bob = await t.signedIn("bob@example.org");
+    const carol = await t.signedIn("carol@example.org");
+    aliceTenant = await seedPortalTenant(t, "alice-co", [
+      { browser: alice, role: "owner" },
+      { browser: carol, role: "member" },
+    ]);
+    bobTenant = await seedPortalTenant(t, "bob-co", [{ browser: bob, role: "owner" }]);
+    await t.app.database.knex("tenants").update({ plan: "starter" });
+    const api = `/api/v1/tenants/${aliceTenant.id}`;
+    const made = async (url: string, options: Parameters<Browser["request"]>[1]) => {
+      const response = await alice.request(url, options);
+      expect(response.statusCode, `${url}: ${response.body}`).toBeLessThan(300);
+      return response.json() as Record<string, unknown>;
+    };
+    await made(`${api}/agents`, { json: { name: "ada" } });
+    await bob.request(`/api/v1/tenants/${bobTenant.id}/agents`, { json: { name: "bea" } });
+    ids.tokenId = (
+      (await made(`${api}/tokens`, { json: { name: "ci" } })).token as { id: string }
+    ).id;
+    ids.invitationId = (
+      await made(`${api}/invitations`, { json: { email: "dave@example.org", role: "member" } })
+    ).id as string;
+    await made(`${api}/keys/openai`, { method: "PUT", json: { key: "sk-alice-aaaaaaaaaaaa" } });
+    await made(`${api}/bridges/slack`, {
+      method: "PUT",
+      json: { botToken: SLACK_BOT, appToken: SLACK_APP },
+    });
+    ids.accountId = await accountIdOf(carol);
+    ids.aliceAccount = await accountIdOf(alice);
+    ids.name = "ada";
+    ids.network = "slack";
+    ids.provider = "openai";
+    ids.userId = "@alice-human:alice-co.example.test";
+    ids.roomId = "!alice-room:alice-co.example.test";
+    await withTenant(t.app.database.knex, aliceTenant.id, async (trx) => {
+      const person = await resolvePerson(trx, ids.userId as MatrixUserId, "matrix", "Al");
+      ids.personId = person;
+      ids.factId = (
+        await rememberFact(trx, {
+          agentId: null,
+          subject: { kind: "person", personId: person },
+          content: "alice's secret plan",
+          source: "admin",
+        })
+      ).id;
+      await recordMessage(trx, {
+        roomId: ids.roomId as RoomId,
+        threadRootId: null,
+        eventId: "$alice-1" as EventId,
+        sender: ids.userId as MatrixUserId,
+        personId: person,
+        agentId: null,
+        platform: "matrix",
+        body: "hello",
+        sentAt: new Date(),
+      });
+    });
+    const created = await bob.request(`/api/v1/tenants/${bobTenant.id}/tokens`, {
+      json: { name: "sweep" },
+    });
+    bobToken = (created.json() as { plaintext: string }).plaintext;
+  });
+  afterAll(async () => {
+    await t.stop();
+  });
+
+  it("answers 404 to every tenant route, API and pages, and changes nothing", async () => {
+    const routes = portalRoutes(t.portal.printRoutes({ commonPrefix: false })).filter(
+      ({ pattern }) =>
+        (pattern.includes(":tenantId") || pattern.includes(":slug")) &&
+        !pattern.startsWith("/admin") &&
+        !pattern.startsWith("/api/v1/admin"),
+    );
+    expect(routes.length).toBeGreaterThan(40);
+    // The control: Alice reads her own objects at these very URLs, so the ids are real
+    // (the homeserver admin alone is absent: it exists once a real homeserver is provisioned).
+    const unreadable: string[] = [];
+    for (const { pattern, methods } of routes) {
+      if (!methods.includes("GET")) continue;
+      const own = await alice.request(urlOf(pattern, aliceTenant));
+      const expected = pattern.endsWith("/homeserver-admin") ? 404 : 200;
+      if (own.statusCode !== expected) unreadable.push(`${pattern}: ${String(own.statusCode)}`);
+    }
+    expect(unreadable).toEqual([]);
+
+    const before = await aliceSnapshot();
+    const refusals: string[] = [];
+    let requests = 0;
+    for (const { pattern, methods } of routes) {
+      const params = [...pattern.matchAll(/:(\w+)/gu)].map((match) => match[1]!);
+      const bearsIds = params.some((param) => !NAME_PARAMS.has(param));
+      // Alice's tenant with her ids; and, where the route names objects, Bob's own tenant with Alice's ids.
+      const targets = [aliceTenant, ...(bearsIds ? [bobTenant] : [])];
+      for (const tenant of targets)
+        for (const method of methods) {
+          for (const as of ["session", "token"] as const) {
+            if (as === "token" && !pattern.startsWith("/api/")) continue;
+            const url = urlOf(pattern, tenant);
+            const response = await send(url, method, pattern, as);
+            requests += 1;
+            if (response.statusCode !== 404 || response.body.includes("secret plan"))
+              refusals.push(
+                `${as} ${method} ${url} (${pattern}): ${String(response.statusCode)} ${response.body.slice(0, 200)}`,
+              );
+          }
+        }
+    }
+    expect(refusals).toEqual([]);
+    expect(requests).toBeGreaterThan(80);
+    expect((await aliceSnapshot()) === before, "Alice's rows changed").toBe(true);
+  });
+
+  function urlOf(pattern: string, tenant: { id: string; slug: string }): string {
+    const query = pattern.endsWith("/memory/search") ? "?q=secret+plan" : "";
+    return (
+      pattern.replace(/:(\w+)/gu, (_all, param: string) =>
+        encodeURIComponent(
+          param === "tenantId" ? tenant.id : param === "slug" ? tenant.slug : ids[param]!,
+        ),
+      ) + query
+    );
+  }
+
+  async function send(url: string, method: Method, pattern: string, as: "session" | "token") {
+    const headers: Record<string, string> =
+      as === "token" ? { authorization: `Bearer ${bobToken}` } : {};
+    const client = as === "token" ? t.browser() : bob;
+    if (pattern.endsWith("/avatar") && method === "PUT")
+      return client.request(url, {
+        method,
+        body: PNG_1X1,
+        headers: { ...headers, "content-type": "image/png", "x-csrf-token": await bob.csrfToken() },
+      });
+    if (pattern.endsWith("/avatar"))
+      return client.request(`${url}?_csrf=${encodeURIComponent(await bob.csrfToken())}`, {
+        method,
+        body: multipartImage(),
+        headers: { "content-type": `multipart/form-data; boundary=${BOUNDARY}` },
+      });
+    if (pattern.startsWith("/api/")) {
+      const json = apiBody(method, pattern, ids);
+      return client.request(url, {
+        method,
+        headers,
+        ...(json === undefined ? {} : { json }),
+        ...(as === "token" ? { csrf: false } : {}),
+      });
+    }
+    if (method === "GET") return client.request(url);
+    return client.request(url, {
+      method,
+      form: {
+        name: "mallory",
+        displayName: "Mallory",
+        email: "mallory@example.org",
+        role: "admin",
+        userId: ids.userId!,
+        agent: ids.name!,
+        slug: pattern.includes(":slug") ? url.split("/")[2]! : "",
+        key: "sk-mallory-aaaaaaaaaaaa",
+        botToken: SLACK_BOT,
+        appToken: SLACK_APP,
+        password: "correct horse battery staple",
+        confirm: "yes",
+      },
+    });
+  }
+});
+
+const BOUNDARY = "sweepboundary";
+function multipartImage(): Buffer {
+  return Buffer.concat([
+    Buffer.from(
+      `--${BOUNDARY}\r\nContent-Disposition: form-data; name="avatar"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`,
+    ),
+    PNG_1X1,
+    Buffer.from(`\r\n--${BOUNDARY}--\r\n`),
+  ]);
+}
