@@ -5,6 +5,7 @@ import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import { installTransactionGuard } from "./tenant-transaction.ts";
+import { reportUnavailableConnections } from "./unavailable.ts";
 
 export type DatabaseKind = "postgres" | "pglite";
 
@@ -40,14 +41,19 @@ export async function connectDatabase(options: DatabaseOptions): Promise<Databas
   };
 }
 
+/** A connect that gets no answer (server or network gone silent) fails after this long. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 function openPostgres(url: string, poolMax: number): Knex {
-  return knexFactory({
+  const knex = knexFactory({
     client: "pg",
-    connection: url,
+    connection: { connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS },
     pool: { min: 0, max: poolMax },
     // Fail fast rather than queue forever when the server is gone.
     acquireConnectionTimeout: 10_000,
   });
+  reportUnavailableConnections(knex);
+  return knex;
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
+import { databaseUnavailable, isDatabaseUnavailable } from "../db/unavailable.ts";
 import { isAppError, type ErrorCode } from "../shared/errors.ts";
 import type { PortalApp } from "./types.ts";
 
@@ -46,12 +47,18 @@ const FASTIFY_CODES: Record<
   FST_FILES_LIMIT: { status: 413, code: "too_large", message: "too many files" },
 };
 
+/** What a 503 for a database outage asks clients to wait before trying again. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
+
 function isApi(request: FastifyRequest): boolean {
   return request.url.startsWith("/api/");
 }
 
 /** Maps anything thrown to a status and a message a person can act on. 5xx never leak details. */
 function classify(error: unknown): { status: number; body: ApiErrorBody } {
+  // A connection lost under a query arrives as pg's own error: the same 503 as a refused one.
+  if (!isAppError(error) && isDatabaseUnavailable(error))
+    return classify(databaseUnavailable(error));
   if (isAppError(error)) {
     return {
       status: error.httpStatus,
@@ -107,7 +114,11 @@ function classify(error: unknown): { status: number; body: ApiErrorBody } {
 export function registerErrorHandling(app: PortalApp): void {
   app.setErrorHandler(async (error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body } = classify(error);
-    if (status >= 500) request.log.error({ err: error }, "portal request failed");
+    // An outage of the database is not a bug: one warning line, and a hint when to come back.
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ err: error }, "portal request failed: the database is unavailable");
+      void reply.header("retry-after", String(DATABASE_RETRY_AFTER_SECONDS));
+    } else if (status >= 500) request.log.error({ err: error }, "portal request failed");
     else request.log.info({ status, code: body.error.code }, "request refused");
     if (isApi(request)) return reply.code(status).send(body);
     if (status === 401 && request.method === "GET")

@@ -73,11 +73,13 @@ export async function checkReadiness(deps: PortalDeps): Promise<Readiness> {
 
 /** /healthz (the process is alive; touches nothing) and /readyz (it can serve). */
 export function healthRoutes(app: PortalApp, deps: PortalDeps): void {
-  // Probes come often and from one address: they are not rate limited.
-  app.get("/healthz", { config: { rateLimit: false } }, async (_request, reply) =>
+  // Probes come often and from one address: they are not rate limited, and
+  // they never look up a session (a cookie must not make them need the database).
+  const probe = { config: { rateLimit: false, principal: false } } as const;
+  app.get("/healthz", probe, async (_request, reply) =>
     reply.header("cache-control", "no-store").send({ status: "ok" }),
   );
-  app.get("/readyz", { config: { rateLimit: false } }, async (_request, reply) => {
+  app.get("/readyz", probe, async (_request, reply) => {
     const readiness = await checkReadiness(deps);
     return reply
       .code(readiness.ready ? 200 : 503)

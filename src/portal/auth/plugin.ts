@@ -3,6 +3,7 @@ import { generateToken } from "../../secrets/cipher.ts";
 import { AppError } from "../../shared/errors.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { CsrfTokens } from "./csrf.ts";
+import { FailedAttempts } from "./failed-attempts.ts";
 
 export const SESSION_COOKIE = "sb_session";
 export const BROWSER_COOKIE = "sb_csrf";
@@ -15,6 +16,11 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** false for routes that authenticate otherwise (signed webhooks). */
     csrf?: boolean;
+    /**
+     * false for routes that never ask who is calling (health probes): no
+     * token or session lookup, so they answer while the database is down.
+     */
+    principal?: boolean;
   }
   interface FastifyReply {
     /** Signs the browser in: a new session cookie (a new id, so no fixation). */
@@ -43,6 +49,8 @@ function bearerOf(request: FastifyRequest): string | undefined {
  */
 export function registerAuth(app: PortalApp, deps: PortalDeps): void {
   const csrf = new CsrfTokens(deps.cipher.deriveKey("csrf"));
+  // Invalid bearer tokens count like failed logins, per address, so tokens cannot be guessed at speed.
+  const bearerFailures = new FailedAttempts(deps.config.portal.authAttemptsPerMinute);
   const secureCookies = deps.publicUrl.startsWith("https:");
   const cookieOptions = {
     httpOnly: true,
@@ -68,11 +76,19 @@ export function registerAuth(app: PortalApp, deps: PortalDeps): void {
   });
 
   app.addHook("onRequest", async (request, reply) => {
+    if (request.routeOptions.config.principal === false) return;
     const bearer = bearerOf(request);
     if (bearer !== undefined) {
+      if (bearerFailures.exhausted(request.ip))
+        throw new AppError(
+          "limit_reached",
+          "too many invalid API tokens from this address; wait a minute and try again",
+        );
       const token = await deps.apiTokens.authenticate(bearer);
-      if (token === undefined)
+      if (token === undefined) {
+        bearerFailures.record(request.ip);
         throw new AppError("unauthorized", "the API token is invalid or revoked");
+      }
       request.principal = { kind: "token", ...token };
       return;
     }
