@@ -16,6 +16,7 @@ import { withTenant } from "../src/db/tenant-transaction.ts";
 import { retrieveFacts } from "../src/memory/retrieval.ts";
 import type { AgentId, PersonId, RoomId, TenantId } from "../src/shared/ids.ts";
 import { createTestDatabase } from "../test/support/database.ts";
+import { writeLatest } from "./results.ts";
 
 const FACTS_PER_PERSON = 20;
 const ROOMS = 50;
@@ -173,6 +174,20 @@ for (const run of runs) {
     ].join(" "),
   );
 }
+
+console.log(
+  `figures: ${writeLatest(
+    "memory",
+    runs.flatMap((run) => {
+      const key = `${run.backend}.facts=${String(run.facts)}`;
+      return [
+        { key: `${key}.fill`, value: run.fillSeconds, unit: "s", better: "lower" } as const,
+        { key: `${key}.p50`, value: run.p50, unit: "ms", better: "lower" } as const,
+        { key: `${key}.p99`, value: run.p99, unit: "ms", better: "lower" } as const,
+      ];
+    }),
+  )}`,
+);
 
 async function measure(backend: DatabaseKind, size: number): Promise<Run> {
   const database = await createTestDatabase(backend);

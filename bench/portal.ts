@@ -31,6 +31,7 @@ import { outboxDir } from "../src/portal/outbox.ts";
 import { createLogger } from "../src/shared/logger.ts";
 import { freePort } from "../test/support/synapse.ts";
 import type { LoadClient, LoadJob, LoadResult } from "./http-load.ts";
+import { writeLatest, type Figure } from "./results.ts";
 
 const PASSWORD = "bench password, long enough";
 const ACCOUNTS = 10;
@@ -274,6 +275,7 @@ async function main(): Promise<void> {
       browsers.push(await signIn(base, accounts[i % ACCOUNTS] as SeededAccount));
 
     const rows: string[] = [];
+    const figures: Figure[] = [];
     for (const scenario of CHOSEN) {
       const probe = jobFor(scenario, base, browsers, 1);
       const probeClient = probe.clients[0] as LoadClient;
@@ -313,6 +315,13 @@ async function main(): Promise<void> {
         rows.push(
           `| ${scenario} | ${String(clients)} | ${String(sorted.length)} | ${fixed(perSecond)} | ${fixed(percentile(sorted, 50), 2)} | ${fixed(percentile(sorted, 99), 2)} | ${String(result.errors)} | ${fixed(busy * 100, 0)}% | ${fixed(processMs / (sorted.length + result.errors + result.unmeasuredRequests), 2)} | ${fixed(otherCores, 2)} |`,
         );
+        const key = `${backend === "PGlite" ? "pglite" : "postgres"}.${scenario}.clients=${String(clients)}`;
+        figures.push(
+          { key: `${key}.req_per_s`, value: perSecond, unit: "req/s", better: "higher" },
+          { key: `${key}.p50`, value: percentile(sorted, 50), unit: "ms", better: "lower" },
+          { key: `${key}.p99`, value: percentile(sorted, 99), unit: "ms", better: "lower" },
+          { key: `${key}.errors`, value: result.errors, unit: "requests", better: "lower" },
+        );
         if (result.firstError !== undefined)
           progress(`bench: ${scenario}: first error: ${result.firstError}`);
       }
@@ -327,6 +336,12 @@ async function main(): Promise<void> {
       "",
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
+    progress(
+      `bench: figures: ${writeLatest(
+        "portal",
+        figures.filter((figure) => Number.isFinite(figure.value)),
+      )}`,
+    );
   } finally {
     await app.close();
     await rm(dataDir, { recursive: true, force: true });

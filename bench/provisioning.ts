@@ -15,6 +15,7 @@ import type { TenantId } from "../src/shared/ids.ts";
 import { signUpAndIn } from "../test/support/portal.ts";
 import { startStack } from "../test/support/stack.ts";
 import { freePort } from "../test/support/synapse.ts";
+import { writeLatest, type Figure } from "./results.ts";
 
 const TARGET_SECONDS = 60;
 const POLL_MS = 100;
@@ -41,6 +42,7 @@ const portal = await stack.app.portal.app();
 const owner = await signUpAndIn(portal, stack.outboxDir, "bench@provisioning.test");
 
 const rows: string[] = [];
+const figures: Figure[] = [];
 try {
   for (let index = 0; index < tenantCount; index++) {
     const slug = `bench${String(index)}`;
@@ -69,6 +71,12 @@ try {
           `${step.step} ${((new Date(step.finished_at).getTime() - new Date(step.started_at).getTime()) / 1000).toFixed(1)}`,
       )
       .join(", ");
+    figures.push({
+      key: `tenant${String(index)}.to_active`,
+      value: seconds,
+      unit: "s",
+      better: "lower",
+    });
     rows.push(
       `| ${slug} | ${seconds.toFixed(1)} | ${seconds < TARGET_SECONDS ? "yes" : "no"} | ${stepTimes} |`,
     );
@@ -88,3 +96,4 @@ process.stdout.write(
     "",
   ].join("\n"),
 );
+process.stderr.write(`figures: ${writeLatest("provisioning", figures)}\n`);

@@ -44,6 +44,7 @@ import { TEST_POSTGRES_URL } from "../test/support/database.ts";
 import { echoResponder } from "../test/support/fake-models.ts";
 import { startStack, type StackTenant, type TestStack } from "../test/support/stack.ts";
 import { freePort } from "../test/support/synapse.ts";
+import { writeLatest, type Figure } from "./results.ts";
 
 // --- Options -------------------------------------------------------------------
 
@@ -1220,6 +1221,34 @@ function report(bench: Bench, results: readonly PointResult[], startedAt: Date):
     );
   }
   process.stdout.write(`${out.join("\n")}\n`);
+  log(`figures: ${writeLatest("runtime", runtimeFigures(results))}`);
+}
+
+/** The main table's headline figures, keyed `<phase>.rooms=<n>.<figure>` (see bench/results.ts). */
+function runtimeFigures(results: readonly PointResult[]): Figure[] {
+  return results.flatMap((result) => {
+    const sorted = [...result.latencies].sort((a, b) => a - b);
+    const key = `${result.phase}.rooms=${String(result.rooms)}`;
+    const figures: Figure[] = [
+      {
+        key: `${key}.msg_per_s`,
+        value: result.completed / (result.elapsedMs / 1000),
+        unit: "msg/s",
+        better: "higher",
+      },
+      { key: `${key}.p50`, value: percentile(sorted, 50), unit: "ms", better: "lower" },
+      { key: `${key}.p99`, value: percentile(sorted, 99), unit: "ms", better: "lower" },
+      { key: `${key}.lost`, value: result.lost, unit: "messages", better: "lower" },
+    ];
+    if (result.phase === "switchboard")
+      figures.push({
+        key: `${key}.peak_rss`,
+        value: result.peakRssMb,
+        unit: "MB",
+        better: "lower",
+      });
+    return figures.filter((figure) => Number.isFinite(figure.value));
+  });
 }
 
 // --- Main -----------------------------------------------------------------------------
