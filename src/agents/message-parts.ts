@@ -130,14 +130,14 @@ export function splitMessage(text: string, maxChars: number): string[] {
     }
     const budget = maxChars - reopen.length;
     let cut = chooseCut(rest, budget, open !== null);
-    let fence = fenceAfter(rest.slice(0, cut.end), open);
+    let fence = carried(fenceAfter(rest.slice(0, cut.end), open), maxChars);
     // A part ending inside a code block closes it: make room for the closing
     // fence. The room only grows, so this ends (at worst in a hard cut).
     let reserve = 0;
     while (fence !== null && cut.end + fence.marker.length + 1 > budget && reserve < budget - 1) {
       reserve = Math.min(budget - 1, Math.max(reserve + 1, fence.marker.length + 1));
       cut = chooseCut(rest, budget - reserve, true);
-      fence = fenceAfter(rest.slice(0, cut.end), open);
+      fence = carried(fenceAfter(rest.slice(0, cut.end), open), maxChars);
     }
     const body = rest.slice(0, cut.end).trimEnd();
     const closing = fence === null ? "" : `\n${fence.marker}`;
@@ -147,6 +147,15 @@ export function splitMessage(text: string, maxChars: number): string[] {
     open = fence;
   }
   return parts;
+}
+
+/**
+ * The fence if parts can close and reopen it and still hold text; a fence
+ * marker too long for that (an absurd one, of dozens of backticks) is cut like
+ * prose: no cut could then both fit the limit and make progress.
+ */
+function carried(fence: OpenFence | null, maxChars: number): OpenFence | null {
+  return fence !== null && (fence.marker.length + 1) * 4 <= maxChars ? fence : null;
 }
 
 /** The fence line reopening a block; a language name too long to repeat is dropped. */

@@ -24,8 +24,11 @@ const relatesToSchema = z
   })
   .optional();
 
+/** Longest msgtype or event type kept: they are quoted in reasons that get logged. */
+const MAX_TYPE_CHARS = 255;
+
 const messageContentSchema = z.object({
-  msgtype: z.string(),
+  msgtype: z.string().max(MAX_TYPE_CHARS),
   body: z.string(),
   format: z.string().optional(),
   formatted_body: z.string().optional(),
@@ -56,7 +59,10 @@ export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
     return { kind: "ignored", reason: "sender is not a valid Matrix ID" };
   if (event.type === "m.room.member") return parseMember(event, roomId);
   if (event.type !== "m.room.message")
-    return { kind: "ignored", reason: `event type ${event.type} is not handled` };
+    return {
+      kind: "ignored",
+      reason: `event type ${event.type.slice(0, MAX_TYPE_CHARS)} is not handled`,
+    };
 
   const content = messageContentSchema.safeParse(event.content);
   if (!content.success) return { kind: "ignored", reason: "message content is malformed" };
@@ -67,8 +73,10 @@ export function parseEvent(event: RawEvent, maxBodyChars: number): ParsedEvent {
   if (relation?.rel_type === "m.replace")
     return { kind: "ignored", reason: "edits are not answered" };
 
+  // A finite number can still lie outside the Date range (an Invalid Date throws when stored).
   const originServerTs =
-    typeof event.origin_server_ts === "number" && Number.isFinite(event.origin_server_ts)
+    typeof event.origin_server_ts === "number" &&
+    !Number.isNaN(new Date(event.origin_server_ts).getTime())
       ? event.origin_server_ts
       : Date.now();
   const mentions = content.data["m.mentions"];

@@ -39,8 +39,18 @@ const markdown = new Marked({
   },
 });
 
+/**
+ * The answer as HTML. Markdown nested thousands of levels deep (a model can be
+ * made to write it) overflows marked's recursive parser: such a text is sent
+ * as escaped plain text, with its line breaks, rather than failing the turn.
+ */
 export function markdownToHtml(text: string): string {
-  return markdown.parse(text, { async: false }).trim();
+  try {
+    return markdown.parse(text, { async: false }).trim();
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    return escapeHtml(text.trim()).replace(/\n/g, "<br />\n");
+  }
 }
 
 type Content = Record<string, unknown>;
