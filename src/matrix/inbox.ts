@@ -21,7 +21,7 @@ export interface InboxEvent {
 }
 
 export interface AcceptedTransaction {
-  /** True when this transaction id was stored before: nothing new is accepted. */
+  /** True when this transaction id was stored before (a retry, or an id the homeserver reused). */
   readonly duplicate: boolean;
   /** Events stored by this call, in transaction order (ones seen before are left out). */
   readonly accepted: InboxEvent[];
@@ -44,10 +44,12 @@ function isRawEvent(value: unknown): value is RawEvent {
 
 /**
  * Stores an appservice transaction and its events in one database
- * transaction, before the homeserver gets its 200. A transaction id seen
- * before, or an event id seen before (the homeserver may resend an event in
- * a new transaction), is not stored again: that is what makes a retry or a
- * restart answer nothing twice.
+ * transaction, before the homeserver gets its 200. An event id seen before
+ * (a retried transaction, or an event resent in a new one) is not stored
+ * again: that is what makes a retry or a restart answer nothing twice.
+ * The transaction id alone does not decide: Synapse on SQLite numbers its
+ * transactions from the highest one it still keeps, so after a restart it
+ * reuses ids it already sent, with new events in them.
  */
 export async function acceptTransaction(
   db: Knex,
@@ -65,8 +67,9 @@ export async function acceptTransaction(
       .onConflict(["tenant_id", "txn_id"])
       .ignore()
       .returning("txn_id")) as unknown[];
-    if (inserted.length === 0) return { duplicate: true, accepted: [], rejected: 0 };
-    if (valid.length === 0) return { duplicate: false, accepted: [], rejected: events.length };
+    const duplicate = inserted.length === 0;
+    const rejected = events.length - valid.length;
+    if (valid.length === 0) return { duplicate, accepted: [], rejected };
     const rows = (await trx("inbound_events")
       .insert(
         valid.map((event) => ({
@@ -95,7 +98,7 @@ export async function acceptTransaction(
       });
     }
     accepted.sort((a, b) => a.seq - b.seq);
-    return { duplicate: false, accepted, rejected: events.length - valid.length };
+    return { duplicate, accepted, rejected };
   });
 }
 
