@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Knex } from "knex";
 import type { Conversations } from "../agents/conversation.ts";
+import { isDatabaseUnavailable } from "../db/unavailable.ts";
 import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { parseEvent } from "./events.ts";
@@ -15,10 +16,42 @@ import type { RuntimeMetrics } from "./metrics.ts";
 import { KeyedSerialQueue } from "./room-queue.ts";
 import type { ServedTenant, TenantRegistry } from "./tenant-registry.ts";
 
-/** Attempts for one event before it is set aside as failed (homeserver or database trouble). */
+/** Attempts for one event before it is set aside as failed (an error that is not an outage). */
 const MAX_EVENT_ATTEMPTS = 5;
 const RETRY_BASE_DELAY_MS = 500;
 const RETRY_MAX_DELAY_MS = 15_000;
+
+/** Node and undici codes of a connection that could not be made or broke. */
+const CONNECTION_ERROR_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+
+/**
+ * The database or the homeserver is unreachable (down, restarting): waiting
+ * is the fix, so such failures do not use up an event's attempts; a message
+ * that arrived just before a restart is answered once it is over, however
+ * long it takes. Model failures never get here (the turn ends with a notice).
+ */
+function isOutage(error: unknown): boolean {
+  if (isDatabaseUnavailable(error)) return true;
+  const status = (error as { statusCode?: unknown }).statusCode;
+  if (status === 502 || status === 503 || status === 504) return true;
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 3; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
+    cause = cause.cause;
+  }
+  return false;
+}
 
 /**
  * From transaction to answer: events are stored in the inbox before the
@@ -116,7 +149,8 @@ export class EventPipeline {
       roomId: item.roomId,
     });
     const stopTimer = this.#metrics.handleSeconds.startTimer();
-    for (let attempt = item.attempts + 1; ; attempt++) {
+    let attempt = item.attempts;
+    for (let tries = 1; ; tries++) {
       if (this.#stopping) return;
       try {
         const outcome = await this.#handle(served, item);
@@ -128,6 +162,8 @@ export class EventPipeline {
         stopTimer();
         return;
       } catch (error) {
+        const outage = isOutage(error);
+        if (!outage) attempt++;
         if (attempt >= MAX_EVENT_ATTEMPTS) {
           log.error({ err: error, attempt }, "event failed; giving up on it");
           await markEvent(this.#db, item.tenantId, item.seq, {
@@ -139,10 +175,12 @@ export class EventPipeline {
           this.#metrics.handled.inc({ outcome: "failed" });
           return;
         }
-        const delayMs = Math.min(RETRY_BASE_DELAY_MS * 2 ** (attempt - 1), RETRY_MAX_DELAY_MS);
+        const delayMs = Math.min(RETRY_BASE_DELAY_MS * 2 ** (tries - 1), RETRY_MAX_DELAY_MS);
         log.warn(
-          { err: describeError(error), attempt, delayMs },
-          "event handling failed; retrying",
+          { err: describeError(error), attempt, tries, outage, delayMs },
+          outage
+            ? "event handling waits for the database or homeserver; retrying"
+            : "event handling failed; retrying",
         );
         await sleep(delayMs);
       }

@@ -10,6 +10,7 @@ import { agentNameOf } from "../agents/identity.ts";
 import type { EventPipeline } from "./event-pipeline.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import type { ServedTenant, TenantRegistry } from "./tenant-registry.ts";
+import { isDatabaseUnavailable } from "../db/unavailable.ts";
 
 const MAX_TXN_ID_CHARS = 255;
 
@@ -74,6 +75,16 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
 
   app.setErrorHandler(
     (error: { statusCode?: number; code?: string; message: string }, request, reply) => {
+      // The homeserver retries either way; an outage is a warning, not a bug report.
+      if (isDatabaseUnavailable(error)) {
+        request.log.warn({ err: error }, "appservice request failed: the database is unavailable");
+        return matrixError(
+          reply,
+          503,
+          "M_UNKNOWN",
+          "Database unavailable; the homeserver should retry",
+        );
+      }
       const status = error.statusCode ?? 500;
       if (status >= 500) {
         request.log.error({ err: error }, "appservice request failed");

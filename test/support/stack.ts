@@ -1,7 +1,7 @@
 import type { Agent } from "../../src/agents/types.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
-import type { DatabaseKind } from "../../src/db/connect.ts";
+import { connectDatabase, type DatabaseKind } from "../../src/db/connect.ts";
 import { createApp, type App } from "../../src/main.ts";
 import { outboxDir } from "../../src/portal/outbox.ts";
 import { createLogger } from "../../src/shared/logger.ts";
@@ -64,6 +64,12 @@ export interface StackOptions {
   readonly config?: Record<string, unknown>;
   /** Start the portal listening on a free loopback port (webhooks, mail links), billing timers with it. */
   readonly portal?: boolean;
+  /**
+   * PostgreSQL only: the app connects through the URL this returns (e.g. a
+   * proxy a test can cut) instead of the test database's own; `database`
+   * stays a direct connection for the test's checks.
+   */
+  readonly appDatabaseUrl?: (directUrl: string) => string;
 }
 
 /**
@@ -119,7 +125,11 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     options.logSink === undefined
       ? createLogger({ level: config.log.level, pretty: false })
       : createLogger({ level: "debug", pretty: false, destination: options.logSink });
-  let app = await createApp(config, { database, log });
+  const appDatabase =
+    options.appDatabaseUrl === undefined || database.url === undefined
+      ? database
+      : await connectDatabase({ url: options.appDatabaseUrl(database.url), poolMax: 5 });
+  let app = await createApp(config, { database: appDatabase, log });
   const runtimeUrl = await app.runtime.start();
   // The portal stays with the app that started it (a runtime restart makes a new app).
   const portalApp = app;
@@ -174,7 +184,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
     async restartRuntime(restartOptions = {}) {
       if (restartOptions.graceful === true) await app.runtime.stop();
       else await app.runtime.http.close();
-      app = await createApp(config, { database, log });
+      app = await createApp(config, { database: appDatabase, log });
       await app.runtime.start();
     },
     async stop() {
@@ -182,6 +192,7 @@ export async function startStack(options: StackOptions = {}): Promise<TestStack>
       await app.runtime.stop().catch(() => undefined);
       await Promise.all(homeservers.map((homeserver) => homeserver.stop()));
       await model.close();
+      if (appDatabase !== database) await appDatabase.close();
       await database.drop();
     },
   };
