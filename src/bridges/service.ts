@@ -255,11 +255,18 @@ export function parseBridgeCredentials(network: BridgeNetwork, input: unknown): 
     return parseCredentials(network, input);
   } catch (error) {
     if (!(error instanceof ZodError)) throw error;
-    const problems = error.issues.map(
-      (issue) => `${issue.path.join(".") || "credentials"}: ${issue.message}`,
+    const problems = error.issues.map((issue) =>
+      issue.code === "unrecognized_keys"
+        ? `credentials: unknown field ${issue.keys.map(fieldName).join(", ")}`
+        : `${issue.path.join(".") || "credentials"}: ${issue.message}`,
     );
     throw badRequest(problems.join("; "), { problems });
   }
+}
+
+/** A field name as typed, if it looks like one: a token pasted as a key is not quoted back. */
+function fieldName(key: string): string {
+  return /^[A-Za-z][A-Za-z0-9_]{0,18}$/.test(key) ? key : "(not shown)";
 }
 
 /** The provisioner watches provision_requested_at: a connect or disconnect is acted on now. */
