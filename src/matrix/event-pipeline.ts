@@ -43,6 +43,7 @@ const CONNECTION_ERROR_CODES = new Set([
  */
 function isOutage(error: unknown): boolean {
   if (isDatabaseUnavailable(error)) return true;
+  if (typeof error !== "object" || error === null) return false;
   const status = (error as { statusCode?: unknown }).statusCode;
   if (status === 502 || status === 503 || status === 504) return true;
   for (let cause = error, depth = 0; cause instanceof Error && depth < 3; depth++) {
