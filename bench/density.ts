@@ -187,7 +187,7 @@ try {
 }
 
 const base = results[0] as Point;
-const perTenant = (point: Point, field: "rss" | "heapUsed" | "external"): string =>
+const perTenant = (point: Point, field: "rss" | "heapUsed"): string =>
   point.tenants === base.tenants
     ? "–"
     : (
@@ -203,11 +203,11 @@ process.stdout.write(
     "",
     `${describeMachine()}, ${new Date().toISOString()}. Memory after full GCs; per tenant = change over the ${String(base.tenants)}-tenant point.`,
     "",
-    "| tenants | served | RSS at start MB | RSS MB | heap used MB | external MB | RSS KB/tenant | heap KB/tenant |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| tenants | served | RSS at start MB | RSS MB | heap total MB | heap used MB | external MB | RSS KB/tenant | heap KB/tenant |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...results.map(
       (point) =>
-        `| ${String(point.tenants)} | ${String(point.afterTraffic.servedTenants)} | ${mb(point.atStart.rss)} | ${mb(point.afterTraffic.rss)} | ${mb(point.afterTraffic.heapUsed)} | ${mb(point.afterTraffic.external)} | ${perTenant(point, "rss")} | ${perTenant(point, "heapUsed")} |`,
+        `| ${String(point.tenants)} | ${String(point.afterTraffic.servedTenants)} | ${mb(point.atStart.rss)} | ${mb(point.afterTraffic.rss)} | ${mb(point.afterTraffic.heapTotal)} | ${mb(point.afterTraffic.heapUsed)} | ${mb(point.afterTraffic.external)} | ${perTenant(point, "rss")} | ${perTenant(point, "heapUsed")} |`,
     ),
     "",
   ].join("\n"),

@@ -1224,9 +1224,32 @@ function report(bench: Bench, results: readonly PointResult[], startedAt: Date):
   log(`figures: ${writeLatest("runtime", runtimeFigures(results))}`);
 }
 
-/** The main table's headline figures, keyed `<phase>.rooms=<n>.<figure>` (see bench/results.ts). */
+/**
+ * The main table's headline figures, keyed `<phase>.rooms=<n>.<figure>` (see
+ * bench/results.ts), and Switchboard's p50 over the echo floor's of the same
+ * run: the figure a busy shared machine moves least.
+ */
 function runtimeFigures(results: readonly PointResult[]): Figure[] {
-  return results.flatMap((result) => {
+  const p50 = (result: PointResult): number =>
+    percentile(
+      [...result.latencies].sort((a, b) => a - b),
+      50,
+    );
+  const overFloor: Figure[] = results
+    .filter((result) => result.phase === "switchboard")
+    .flatMap((result) => {
+      const floor = results.find((each) => each.phase === "echo" && each.rooms === result.rooms);
+      if (floor === undefined) return [];
+      return [
+        {
+          key: `switchboard.rooms=${String(result.rooms)}.p50_over_floor`,
+          value: p50(result) / p50(floor),
+          unit: "×",
+          better: "lower",
+        },
+      ];
+    });
+  const main = results.flatMap((result) => {
     const sorted = [...result.latencies].sort((a, b) => a - b);
     const key = `${result.phase}.rooms=${String(result.rooms)}`;
     const figures: Figure[] = [
@@ -1247,8 +1270,9 @@ function runtimeFigures(results: readonly PointResult[]): Figure[] {
         unit: "MB",
         better: "lower",
       });
-    return figures.filter((figure) => Number.isFinite(figure.value));
+    return figures;
   });
+  return [...main, ...overFloor].filter((figure) => Number.isFinite(figure.value));
 }
 
 // --- Main -----------------------------------------------------------------------------

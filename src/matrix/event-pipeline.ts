@@ -46,7 +46,7 @@ function isOutage(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
   const status = (error as { statusCode?: unknown }).statusCode;
   if (status === 502 || status === 503 || status === 504) return true;
-  for (let cause = error, depth = 0; cause instanceof Error && depth < 3; depth++) {
+  for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 3; depth++) {
     const code = (cause as { code?: unknown }).code;
     if (typeof code === "string" && CONNECTION_ERROR_CODES.has(code)) return true;
     cause = cause.cause;
