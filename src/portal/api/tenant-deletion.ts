@@ -5,6 +5,7 @@ import { isUuid, type TenantId } from "../../shared/ids.ts";
 import { tenantDeletion } from "../../tenants/deletion.ts";
 import type { Tenant } from "../../tenants/types.ts";
 import { actorOf, requireOperator, requireRole } from "../access.ts";
+import { operatorsOnly } from "../admin-views.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
 import { TenantParams } from "./usage.ts";
 
@@ -87,6 +88,8 @@ export function tenantDeletionApi(app: PortalApp, deps: PortalDeps): void {
   app.post(
     "/api/v1/admin/tenants/:tenantId/restore",
     {
+      // Like every admin route: an API token or a non-operator gets a plain 404, not a hint.
+      onRequest: operatorsOnly,
       schema: {
         tags: ["admin"],
         summary: "Take back a tenant's scheduled deletion (operators), within the retention period",

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { tenantDeletion } from "../../tenants/deletion.ts";
 import { actorOf, requireRole } from "../access.ts";
+import { operatorsOnly } from "../admin-views.ts";
 import { checkSlugConfirmation, operatorTenant } from "../api/tenant-deletion.ts";
 import { FormBody, formAction } from "../forms.ts";
 import type { PortalApp, PortalDeps } from "../types.ts";
@@ -63,7 +64,10 @@ export function settingsPages(app: PortalApp, deps: PortalDeps): void {
   // Operators restore from the admin area: they need not be members of the tenant.
   app.post(
     "/admin/tenants/:tenantId/restore",
-    { schema: { params: z.object({ tenantId: z.string().max(64) }), body: FormBody } },
+    {
+      onRequest: operatorsOnly,
+      schema: { params: z.object({ tenantId: z.string().max(64) }), body: FormBody },
+    },
     async (request, reply) => {
       const tenant = await operatorTenant(deps, request, request.params.tenantId);
       const status = await tenantDeletion.cancel(deps.db, tenant.id, actorOf(request));
