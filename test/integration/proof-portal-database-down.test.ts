@@ -119,4 +119,28 @@ describe("the portal while its PostgreSQL is unreachable", () => {
     await expect.poll(async () => (await get("/api/v1/me")).status, { timeout: 30_000 }).toBe(200);
     expect((await get("/")).status).toBe(200);
   }, 120_000);
+
+  it("answers 503, not a hang, when the network to the database goes silent", async () => {
+    expect((await get("/api/v1/me")).status).toBe(200);
+
+    // Connections are accepted and never answered: only a connect timeout ends the wait.
+    proxy.silence();
+    try {
+      const api = await get("/api/v1/me");
+      expect(api.status).toBe(503);
+      expect(((await api.json()) as { error: { code: string } }).error.code).toBe("unavailable");
+      expect((await get("/readyz")).status).toBe(503);
+      expect((await get("/healthz")).status).toBe(200);
+      // The pooled connection is gone by now: this one waits on a new connect, which must time out.
+      const again = await get("/api/v1/me");
+      expect(again.status).toBe(503);
+      expect(((await again.json()) as { error: { message: string } }).error.message).toMatch(
+        /database/,
+      );
+    } finally {
+      await proxy.restore();
+    }
+
+    await expect.poll(async () => (await get("/api/v1/me")).status, { timeout: 30_000 }).toBe(200);
+  }, 120_000);
 });

@@ -4,7 +4,9 @@ import { createServer, connect, type Server, type Socket } from "node:net";
  * A TCP forwarder on 127.0.0.1 that a test can cut and restore, to give one
  * app a real outage of a shared server (PostgreSQL) without touching the
  * server itself. While cut, open connections are destroyed and new ones are
- * refused (nothing listens on the port), as when the server is down.
+ * refused (nothing listens on the port), as when the server is down; while
+ * silenced, new connections are accepted and never answered, as when a
+ * network drops packets.
  */
 export interface TcpProxy {
   /** The port the proxy listens on (stable across cut and restore). */
@@ -13,7 +15,9 @@ export interface TcpProxy {
   rewrite(url: string): string;
   /** Destroys every forwarded connection and stops listening. */
   cut(): Promise<void>;
-  /** Listens again on the same port. */
+  /** Destroys every forwarded connection; new ones are accepted and left silent. */
+  silence(): void;
+  /** Listens again on the same port and forwards (after cut or silence). */
   restore(): Promise<void>;
   close(): Promise<void>;
 }
@@ -24,10 +28,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   };
+  let silent = false;
   const newServer = (): Server =>
     createServer((client) => {
-      const upstream = connect(target.port, target.host);
       track(client);
+      client.on("error", () => client.destroy());
+      if (silent) return;
+      const upstream = connect(target.port, target.host);
       track(upstream);
       client.on("error", () => upstream.destroy());
       upstream.on("error", () => client.destroy());
@@ -66,7 +73,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       server = undefined;
       await stop(closing);
     },
+    silence() {
+      silent = true;
+      for (const socket of sockets) socket.destroy();
+    },
     async restore() {
+      silent = false;
+      for (const socket of sockets) socket.destroy();
       if (server !== undefined) return;
       server = newServer();
       await listen(server, port);
