@@ -227,6 +227,52 @@ describe.each(BACKENDS)("memory queries under row-level security (%s)", (kind) =
 
     expect(await rowsOf(b.tenantId)).toBe(before);
   });
+
+  it("cannot point a row of tenant A at tenant B's agent or person (keys check the tenant too)", async () => {
+    const before = await rowsOf(b.tenantId);
+    const plants: [string, (trx: Knex.Transaction) => Promise<unknown>][] = [
+      [
+        "a fact held by B's agent",
+        (trx) =>
+          rememberFact(trx, {
+            agentId: b.agent,
+            subject: { kind: "tenant" },
+            content: "planted by agent",
+            source: "admin",
+          }),
+      ],
+      [
+        "a message from B's person and agent",
+        (trx) =>
+          recordMessage(trx, {
+            roomId: a.roomId,
+            threadRootId: null,
+            eventId: "$planted" as EventId,
+            sender: a.userId,
+            personId: b.person,
+            agentId: b.agent,
+            platform: "matrix",
+            body: "planted",
+            sentAt: new Date(),
+          }),
+      ],
+      ["A's facts moved onto B's person", (trx) => reassignFactsOfPerson(trx, a.person, b.person)],
+      [
+        "A's messages moved onto B's person",
+        (trx) => reassignHistoryOfPerson(trx, a.person, b.person),
+      ],
+    ];
+    for (const [name, plant] of plants)
+      await expect(inA(plant), name).rejects.toThrow(/foreign key|same_tenant/);
+    // Deleting B's agent and person (as B) leaves every row of A in place.
+    const aBefore = await rowsOf(a.tenantId);
+    await withTenant(database.knex, b.tenantId, async (trx) => {
+      await trx("agents").where("id", b.agent).delete(["id"]);
+      await deletePerson(trx, b.person);
+    });
+    expect(await rowsOf(a.tenantId)).toBe(aBefore);
+    expect(await rowsOf(b.tenantId)).not.toBe(before);
+  });
 });
 
 type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";

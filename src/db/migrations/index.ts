@@ -14,6 +14,7 @@ import * as m012 from "./012_managed_usage.ts";
 import * as m013 from "./013_provisioning.ts";
 import * as m014 from "./014_backups_health.ts";
 import * as m015 from "./015_bridges.ts";
+import * as m016 from "./016_same_tenant_references.ts";
 
 interface Migration {
   readonly name: string;
@@ -40,4 +41,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { name: "013_provisioning", up: m013.up },
   { name: "014_backups_health", up: m014.up },
   { name: "015_bridges", up: m015.up },
+  { name: "016_same_tenant_references", up: m016.up },
 ];
