@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { FakeBehaviour, FakeReply } from "../support/fake-models.ts";
+import {
+  startFakeAnthropic,
+  type FakeBehaviour,
+  type FakeModelServer,
+  type FakeReply,
+} from "../support/fake-models.ts";
 import { finalText, messageFrom } from "../support/matrix-user.ts";
-import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
+import { startStack, TEST_MODEL_KEY, type StackTenant, type TestStack } from "../support/stack.ts";
 
 /** Retries the SDK may make per model call: each message may cost the provider 1 + this many requests. */
 const MAX_RETRIES = 1;
@@ -78,39 +83,56 @@ const FAULTS: readonly Fault[] = [
   },
 ];
 
+/** One agent per vendor, each on its own fake server speaking that vendor's wire protocol. */
+const CASES = (["openai", "anthropic"] as const).flatMap((vendor) =>
+  FAULTS.map((fault) => ({ vendor, ...fault })),
+);
+
 describe("model provider faults on a real Synapse", () => {
   let stack: TestStack;
   let acme: StackTenant;
+  let anthropic: FakeModelServer;
+  const agentOf = { openai: "ada", anthropic: "cleo" } as const;
 
   beforeAll(async () => {
+    anthropic = await startFakeAnthropic({ apiKeys: [TEST_MODEL_KEY] });
     stack = await startStack({
-      config: { models: { maxRetries: MAX_RETRIES, timeoutMs: MODEL_TIMEOUT_MS } },
+      config: {
+        models: {
+          maxRetries: MAX_RETRIES,
+          timeoutMs: MODEL_TIMEOUT_MS,
+          anthropic: { baseUrl: anthropic.url, apiKey: TEST_MODEL_KEY },
+        },
+      },
     });
     acme = await stack.addTenant("acme");
     await acme.createAgent({ name: "ada" });
+    await acme.createAgent({ name: "cleo", provider: "anthropic" });
   }, 120_000);
 
   afterAll(async () => {
     await stack?.stop();
+    await anthropic?.close();
   });
 
-  it.each(FAULTS)(
-    "when the provider $name: a notice per message, the turn failed, no retry storm",
+  it.each(CASES)(
+    "when the $vendor provider $name: a notice per message, the turn failed, no retry storm",
     async (fault) => {
-      const ada = acme.agentUserId("ada");
-      const person = await acme.user(`p-${fault.name.replace(/\W+/g, "-")}`);
-      const roomId = await person.openDm(ada);
-      stack.model.reset();
-      stack.model.respondWith(() => fault.behaviour);
+      const agent = acme.agentUserId(agentOf[fault.vendor]);
+      const model = fault.vendor === "openai" ? stack.model : anthropic;
+      const person = await acme.user(`${fault.vendor}-${fault.name.replace(/\W+/g, "-")}`);
+      const roomId = await person.openDm(agent);
+      model.reset();
+      model.respondWith(() => fault.behaviour);
 
       const sent: string[] = [];
       for (let n = 0; n < MESSAGES_PER_FAULT; n++) {
         sent.push(await person.sendText(roomId, `question ${String(n)}`));
         // One at a time, so each message's requests are its own.
-        await person.waitForEvents(roomId, messageFrom(ada), n + 1, 60_000);
+        await person.waitForEvents(roomId, messageFrom(agent), n + 1, 60_000);
       }
       const timeline = person.timeline.get(roomId) ?? [];
-      const replies = timeline.filter(messageFrom(ada));
+      const replies = timeline.filter(messageFrom(agent));
       expect(replies).toHaveLength(MESSAGES_PER_FAULT);
       for (const reply of replies) expect(finalText(timeline, reply)).toMatch(fault.notice);
 
@@ -139,18 +161,18 @@ describe("model provider faults on a real Synapse", () => {
         )
         .toEqual(sent.map(() => "done"));
       // The SDK's retries and nothing more: no retry of the turn, nothing after the notice.
-      const requests = stack.model.requests.length;
+      const requests = model.requests.length;
       expect(requests).toBeGreaterThanOrEqual(MESSAGES_PER_FAULT);
       expect(requests).toBeLessThanOrEqual(MESSAGES_PER_FAULT * fault.requestsPerMessage);
 
       // The provider is fine again: so is the agent, in the same room.
-      stack.model.respondWith((request) => ({ text: `echo: ${request.lastUserText}` }));
+      model.respondWith((request) => ({ text: `echo: ${request.lastUserText}` }));
       await person.sendText(roomId, "are you back?");
-      const back = await person.waitForEvents(roomId, messageFrom(ada), MESSAGES_PER_FAULT + 1);
+      const back = await person.waitForEvents(roomId, messageFrom(agent), MESSAGES_PER_FAULT + 1);
       const all = person.timeline.get(roomId) ?? [];
       // The unanswered questions stay in the history, so the echo carries them too.
       expect(finalText(all, back[MESSAGES_PER_FAULT]!)).toMatch(/^echo: [^]*are you back\?$/);
-      expect(stack.model.requests).toHaveLength(requests + 1);
+      expect(model.requests).toHaveLength(requests + 1);
     },
     120_000,
   );
