@@ -4,6 +4,7 @@ import type { Conversations } from "../agents/conversation.ts";
 import { agentRepository } from "../agents/repository.ts";
 import type { Config } from "../config/schema.ts";
 import { withTenant } from "../db/tenant-transaction.ts";
+import { describeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { TenantRepository } from "../tenants/repository.ts";
 import { EventPipeline } from "./event-pipeline.ts";
@@ -12,7 +13,7 @@ import { buildAppserviceHttp } from "./http.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
 import type { RegistrationParameters } from "./registration.ts";
 import { routeSdkLogging } from "./sdk-logging.ts";
-import { TenantRegistry } from "./tenant-registry.ts";
+import { TenantRegistry, type ServedTenant } from "./tenant-registry.ts";
 
 const INBOX_PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** How soon the runtime notices a homeserver the provisioner moved (another process may have). */
@@ -86,6 +87,7 @@ export class Runtime {
     });
     const resumed = await this.pipeline.recover();
     this.#log.info({ url, tenants: this.registry.size, resumed }, "appservice runtime listening");
+    for (const served of this.registry.all()) void this.#announce(served);
     this.#pruneTimer = setInterval(() => void this.pruneInboxes(), INBOX_PRUNE_INTERVAL_MS);
     this.#pruneTimer.unref();
     this.#refreshTimer = setInterval(() => {
@@ -95,6 +97,27 @@ export class Runtime {
     }, HOMESERVER_REFRESH_INTERVAL_MS);
     this.#refreshTimer.unref();
     return url;
+  }
+
+  /**
+   * Tells a homeserver we are back with the appservice ping (MSC2659): on
+   * its success Synapse sends the transactions it held back while we were
+   * down at once, instead of after its backoff, which doubles up to 8.5
+   * minutes. Best effort and not awaited: a homeserver that is down, or too
+   * old for the ping, retries on its own schedule.
+   */
+  async #announce(served: ServedTenant): Promise<void> {
+    const { tenantId, registrationId } = served.homeserver;
+    try {
+      await served.appservice.botClient.doRequest(
+        "POST",
+        `/_matrix/client/v1/appservice/${encodeURIComponent(registrationId)}/ping`,
+        null,
+        {},
+      );
+    } catch (error) {
+      this.#log.info({ err: describeError(error), tenantId }, "could not ping the homeserver");
+    }
   }
 
   /** Deletes old handled events and transaction ids of every served tenant. */
