@@ -30,6 +30,13 @@ export interface AnswerStreamOptions {
   readonly idempotencyKey: string;
   /** The reply posted by an earlier, interrupted run of the same turn. */
   readonly existingEventId: EventId | null;
+  /**
+   * An earlier run of the turn may have posted without recording the id (a
+   * crash between the send and onPosted). The homeserver answers the same
+   * transaction id with that post, which shows the earlier run's text, so
+   * the first post is followed by an edit to this run's text.
+   */
+  readonly mayHavePosted?: boolean;
   readonly editThrottleMs: number;
   /** Renders markdown to HTML for the formatted body. */
   readonly render: (markdown: string) => string;
@@ -137,12 +144,15 @@ export class AnswerStream implements AnswerWriter {
     if (this.#eventId === null) {
       this.#eventId = await chat.send(sender, roomId, message, `${idempotencyKey}/post`);
       await this.#options.onPosted(this.#eventId);
-    } else {
-      this.#edits += 1;
-      const key =
-        phase === "final" ? `${idempotencyKey}/final` : `${idempotencyKey}/edit/${this.#edits}`;
-      await chat.edit(sender, roomId, this.#eventId, message, key);
+      if (this.#options.mayHavePosted !== true) {
+        this.#shownText = text;
+        return this.#eventId;
+      }
     }
+    this.#edits += 1;
+    const key =
+      phase === "final" ? `${idempotencyKey}/final` : `${idempotencyKey}/edit/${this.#edits}`;
+    await chat.edit(sender, roomId, this.#eventId, message, key);
     this.#shownText = text;
     return this.#eventId;
   }

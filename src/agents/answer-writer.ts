@@ -23,6 +23,8 @@ export function answerWriter(
   message: IncomingMessage,
   network: BridgeNetwork | null,
   existingEventId: EventId | null,
+  /** The turn was started by an earlier run (the ledger's `fresh` was false). */
+  resumed: boolean,
 ): AnswerWriter {
   const { tenantId, chat, isDirect } = context;
   const { agent, userId: sender } = identity;
@@ -38,6 +40,7 @@ export function answerWriter(
       replyTo: isDirect && message.threadRootId === null ? null : message.eventId,
       idempotencyKey,
       existingEventId,
+      mayHavePosted: resumed && existingEventId === null,
       editThrottleMs: deps.editThrottleMs,
       render: deps.render,
       onPosted: (eventId) => withTenant(deps.db, tenantId, (trx) => setReplyEvent(trx, eventId)),

@@ -181,7 +181,15 @@ export async function runTurn(
   }
   if ("resume" in prepared) {
     const { network, answer } = prepared.resume;
-    const writer = answerWriter(deps, context, identity, message, network, ledger.replyEventId);
+    const writer = answerWriter(
+      deps,
+      context,
+      identity,
+      message,
+      network,
+      ledger.replyEventId,
+      true,
+    );
     await writer.append(answer);
     await writer.finish();
     await withTenant(deps.db, tenantId, (trx) =>
@@ -203,6 +211,7 @@ export async function runTurn(
     message,
     network,
     network === null ? ledger.replyEventId : null,
+    !ledger.fresh,
   );
 
   if (!credentials.ok) {

@@ -265,6 +265,27 @@ describe("AnswerStream", () => {
     });
   });
 
+  it("when an earlier run may have posted unrecorded, the post is followed by an edit to this run's text", async () => {
+    // Regression (issue 8, runtime killed mid-burst): the earlier run posted
+    // "Hel …" and died before recording it; the homeserver answers the same
+    // transaction id with that post, so a lone post left "Hel …" for good.
+    const h = harness({ mayHavePosted: true });
+    h.at(100);
+    await h.stream.append("Recovered answer.");
+    h.at(200);
+    const eventId = await h.stream.finish();
+
+    expect(h.chat.sends).toHaveLength(1);
+    expect(h.chat.sends[0]).toMatchObject({ key: "turn/$question/agent-1/post" });
+    expect(eventId).toBe(h.chat.sends[0]!.eventId);
+    expect(h.chat.calls.map((call) => call.kind)).toEqual(["send", "posted", "edit"]);
+    expect(h.chat.edits[0]).toMatchObject({
+      original: eventId,
+      key: "turn/$question/agent-1/final",
+      message: { body: "Recovered answer." },
+    });
+  });
+
   it("a whitespace-only start posts nothing until there is text", async () => {
     const h = harness();
     h.at(1000);
