@@ -8,20 +8,23 @@ import type { PortalApp } from "./types.ts";
  * carrying a NUL is refused with a 400 naming where it was.
  */
 export function registerNulGuard(app: PortalApp): void {
-  app.addHook("preValidation", async (request) => {
+  app.addHook("preValidation", (request, _reply, done) => {
     for (const [where, value] of [
       ["path", request.params],
       ["query", request.query],
       ["body", request.body],
     ] as const) {
       const found = nulAt(value);
-      if (found !== undefined)
-        throw badRequest(`${where}${found.slice(0, 200)}: must not contain NUL characters`);
+      if (found !== undefined) {
+        done(badRequest(`${where}${found.slice(0, 200)}: must not contain NUL characters`));
+        return;
+      }
     }
+    done();
   });
 }
 
-/** The path (".a.0") of the first string or key holding a NUL, if any; walked without recursion (bodies may be deep). */
+/** The path (".a.0") of a string or key holding a NUL, if any; walked without recursion (bodies may be deep). */
 function nulAt(root: unknown): string | undefined {
   const pending: { value: unknown; path: string }[] = [{ value: root, path: "" }];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
