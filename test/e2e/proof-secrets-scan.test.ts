@@ -78,6 +78,7 @@ describe("secrets in logs and in the database, after a full journey", () => {
     const portal = await stack.app.portal.app();
     // Sign up, verify, sign in (the verification token comes by mail).
     owner = await signUpAndIn(portal, stack.outboxDir, OWNER);
+    secrets.set("first session cookie", owner.cookies.get("sb_session") ?? "");
     secrets.set("verification token", await tokenInMail(OWNER, /verify|confirm/i));
     secrets.set("password", TEST_PASSWORD);
     const failed = await owner.request("/api/v1/session", {
@@ -150,8 +151,7 @@ describe("secrets in logs and in the database, after a full journey", () => {
       await owner.request("/api/v1/session", { json: { email: OWNER, password: NEW_PASSWORD } }),
       "sign in again",
     );
-    for (const [name, value] of owner.cookies)
-      if (name === "sb_session") secrets.set("session cookie", value);
+    secrets.set("session cookie", owner.cookies.get("sb_session") ?? "");
 
     // Stripe: a checkout through the API, its webhook signed and delivered to the listener.
     ok(await owner.request(`${api()}/billing/checkout`, { json: { plan: "pro" } }), "checkout");
@@ -206,17 +206,19 @@ describe("secrets in logs and in the database, after a full journey", () => {
     // The service's own secrets: the master key, and what the cipher guards in the tables.
     for (const [id, key] of Object.entries(stack.config.secrets.masterKeys))
       secrets.set(`master key ${id}`, key);
-    const homeserver = (await knex()("homeservers")
-      .where({ tenant_id: tenantId() })
-      .first()) as Record<string, string>;
-    secrets.set("appservice as_token", stack.app.cipher.decrypt(homeserver.as_token_encrypted!));
-    secrets.set("appservice hs_token", stack.app.cipher.decrypt(homeserver.hs_token_encrypted!));
-    const bridge = (await knex()("bridges").where({ tenant_id: tenantId() }).first()) as Record<
-      string,
-      string
-    >;
-    for (const column of ["as_token", "hs_token", "provisioning_secret"])
-      secrets.set(`bridge ${column}`, stack.app.cipher.decrypt(bridge[`${column}_encrypted`]!));
+    // Everything the cipher guards, in whichever table: registration tokens, provisioning
+    // secrets, the BYOK key, bridge credentials; each one's plaintext is a secret too.
+    const encrypted = (
+      (await knex().raw(
+        "select table_name, column_name from information_schema.columns where table_schema = 'public' and column_name like '%\\_encrypted' order by 1, 2",
+      )) as { rows: { table_name: string; column_name: string }[] }
+    ).rows;
+    expect(encrypted.length).toBeGreaterThanOrEqual(8);
+    for (const { table_name: table, column_name: column } of encrypted)
+      for (const value of (await knex()(table).whereNotNull(column).pluck(column)) as string[])
+        secrets.set(`${table}.${column} (${value.slice(-6)})`, stack.app.cipher.decrypt(value));
+    expect([...secrets.keys()].filter((what) => what.startsWith("homeservers."))).toHaveLength(4);
+    expect([...secrets.keys()].filter((what) => what.startsWith("bridges."))).toHaveLength(4);
     for (const [what, value] of secrets) expect(value.length, what).toBeGreaterThanOrEqual(8);
   }, 240_000);
 
