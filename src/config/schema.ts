@@ -158,7 +158,7 @@ export const ConfigSchema = z
         sessionIdleDays: z.number().int().min(1).max(365).default(14),
         /** Set when a reverse proxy terminates TLS in front of the portal (X-Forwarded-* is trusted). */
         trustProxy: z.boolean().default(false),
-        /** Attempts per client address per minute on login, sign-up and password reset. */
+        /** Attempts per client address per minute on login, sign-up, password reset and invalid API tokens. */
         authAttemptsPerMinute: z.number().int().min(1).max(10_000).default(10),
         /** Requests per API token or session per minute on the JSON API. */
         apiRequestsPerMinute: z.number().int().min(1).max(1_000_000).default(1_200),
