@@ -17,13 +17,16 @@ const STRIPE_MAX_NETWORK_RETRIES = 2;
 /** Stripe's recommended replay window for webhook signatures. */
 export const WEBHOOK_TOLERANCE_SECONDS = 300;
 
+/** Stripe object ids (sub_…, cs_…, in_…): anything else in a payload is not Stripe's, and could not be stored (a NUL). */
+const STRIPE_OBJECT_ID = /^[A-Za-z0-9_]{1,255}$/;
+
 const EventShape = z.object({
   id: z.string().regex(/^evt_[A-Za-z0-9_]{1,255}$/),
   type: z.string().regex(/^[a-z_.]{1,100}$/),
   data: z.object({
     object: z
       .object({
-        id: z.string().max(255).optional(),
+        id: z.string().regex(STRIPE_OBJECT_ID).optional(),
         subscription: z.unknown().optional(),
         parent: z.unknown().optional(),
       })
@@ -232,14 +235,11 @@ function subscriptionIdIn(
   object: { id?: string | undefined; subscription?: unknown; parent?: unknown },
 ): string | null {
   if (type.startsWith("customer.subscription.")) return object.id ?? null;
-  const idOf = (value: unknown): string | null =>
-    typeof value === "string"
-      ? value
-      : typeof value === "object" &&
-          value !== null &&
-          typeof (value as { id?: unknown }).id === "string"
-        ? (value as { id: string }).id
-        : null;
+  // A hint only (Stripe is re-read): one that is not a Stripe id is dropped.
+  const idOf = (value: unknown): string | null => {
+    const id = typeof value === "object" && value !== null ? (value as { id?: unknown }).id : value;
+    return typeof id === "string" && STRIPE_OBJECT_ID.test(id) ? id : null;
+  };
   const direct = idOf(object.subscription);
   if (direct !== null) return direct;
   // Invoices (API 2025-03 and later) name their subscription under parent.subscription_details.
