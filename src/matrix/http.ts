@@ -6,6 +6,7 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "../shared/logger.ts";
 import { isMatrixUserId } from "../shared/ids.ts";
+import { replaceNul } from "../shared/nul.ts";
 import { agentNameOf } from "../agents/identity.ts";
 import type { EventPipeline } from "./event-pipeline.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
@@ -119,7 +120,8 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
     ) {
       return matrixError(reply, 400, "M_BAD_JSON", "Body must be an object with an events array");
     }
-    await options.pipeline.accept(served, txnId, body.events);
+    // A NUL (allowed in Matrix JSON) cannot be stored: refusing would make the homeserver retry forever.
+    await options.pipeline.accept(served, replaceNul(txnId), replaceNul(body.events));
     return reply.code(200).send({});
   };
   app.put("/tenants/:tenantId/_matrix/app/v1/transactions/:txnId", transaction);

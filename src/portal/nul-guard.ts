@@ -1,4 +1,5 @@
 import { badRequest } from "../shared/errors.ts";
+import { nulPath } from "../shared/nul.ts";
 import type { PortalApp } from "./types.ts";
 
 /**
@@ -14,7 +15,7 @@ export function registerNulGuard(app: PortalApp): void {
       ["query", request.query],
       ["body", request.body],
     ] as const) {
-      const found = nulAt(value);
+      const found = nulPath(value);
       if (found !== undefined) {
         done(badRequest(`${where}${found.slice(0, 200)}: must not contain NUL characters`));
         return;
@@ -22,22 +23,4 @@ export function registerNulGuard(app: PortalApp): void {
     }
     done();
   });
-}
-
-/** The path (".a.0") of a string or key holding a NUL, if any; walked without recursion (bodies may be deep). */
-function nulAt(root: unknown): string | undefined {
-  const pending: { value: unknown; path: string }[] = [{ value: root, path: "" }];
-  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
-    const { value, path } = next;
-    if (typeof value === "string") {
-      if (value.includes("\u0000")) return path;
-    } else if (typeof value === "object" && value !== null && !Buffer.isBuffer(value)) {
-      for (const [key, child] of Object.entries(value)) {
-        // The key is quoted with its NUL removed so the message stays printable.
-        if (key.includes("\u0000")) return `${path}.${key.replaceAll("\u0000", "")}`;
-        pending.push({ value: child, path: `${path}.${key}` });
-      }
-    }
-  }
-  return undefined;
 }

@@ -95,3 +95,57 @@ describe("appservice endpoint under hostile input (PGlite)", () => {
     expect(health.statusCode).toBe(200);
   }, 240_000);
 });
+
+// Regression: a NUL (legal in Matrix JSON) in an event or a transaction id
+// reached PostgreSQL, the transaction answered 500, and the homeserver
+// retried it forever, stalling every later event of the tenant.
+describe("appservice endpoint with NUL characters (PostgreSQL)", () => {
+  let database: TestDatabase;
+  let app: App;
+  let homeserver: TenantHomeserver;
+
+  beforeAll(async () => {
+    database = await createTestDatabase("postgres");
+    ({ app, homeserver } = await startAppserviceApp(database));
+  });
+  afterAll(async () => {
+    await app?.close();
+    await database?.drop();
+  });
+
+  it("stores and handles events holding NULs, with the NULs replaced", async () => {
+    const message = (eventId: string, content: unknown) => ({
+      event_id: eventId,
+      room_id: "!room:acme.test",
+      type: "m.room.message",
+      sender: "@alice:acme.test",
+      content,
+    });
+    const response = await app.runtime.http.inject({
+      method: "PUT",
+      url: `/tenants/${homeserver.tenantId}/_matrix/app/v1/transactions/nul%00txn`,
+      headers: {
+        authorization: `Bearer ${homeserver.hsToken}`,
+        "content-type": "application/json",
+      },
+      payload: JSON.stringify({
+        events: [
+          message("$nul-body", { msgtype: "m.text", body: "hi\u0000there" }),
+          message("$nul\u0000id", { msgtype: "m.text", body: "x" }),
+          message("$nul-key", { "k\u0000": { deep: ["\u0000"] } }),
+        ],
+      }),
+    });
+    expect(response.statusCode, response.body).toBe(200);
+    await app.runtime.pipeline.drain();
+    const rows = (await database
+      .knex("inbound_events")
+      .orderBy("event_id")
+      .select("event_id", "status")) as { event_id: string; status: string }[];
+    expect(rows).toEqual([
+      { event_id: "$nul-body", status: "done" },
+      { event_id: "$nul-key", status: "done" },
+      { event_id: "$nul\ufffdid", status: "done" },
+    ]);
+  }, 60_000);
+});
