@@ -12,7 +12,7 @@ export function nulPath(root: unknown): string | undefined {
     const { value, path } = next;
     if (typeof value === "string") {
       if (value.includes("\u0000")) return path;
-    } else if (typeof value === "object" && value !== null && !Buffer.isBuffer(value)) {
+    } else if (isPlain(value)) {
       for (const [key, child] of Object.entries(value)) {
         // The key is quoted with its NUL removed so that the path stays printable.
         if (key.includes("\u0000")) return `${path}.${key.replaceAll("\u0000", "")}`;
@@ -28,7 +28,7 @@ export function replaceNul<T>(value: T): T {
   if (typeof value === "string") return value.replaceAll("\u0000", "\uFFFD") as T;
   const pending: unknown[] = [value];
   for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
-    if (typeof node !== "object" || node === null) continue;
+    if (!isPlain(node)) continue;
     const record = node as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       let child = record[key];
@@ -41,4 +41,11 @@ export function replaceNul<T>(value: T): T {
     }
   }
   return value;
+}
+
+/** Parsed JSON (plain objects and arrays): streams, buffers and other objects may be cyclic and are not input text. */
+function isPlain(value: unknown): value is object {
+  if (typeof value !== "object" || value === null) return false;
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return Array.isArray(value) || prototype === Object.prototype || prototype === null;
 }
