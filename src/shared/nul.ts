@@ -8,11 +8,12 @@
 /** The path (".a.0") of a string or key in `root` holding a NUL, if any. */
 export function nulPath(root: unknown): string | undefined {
   const pending: { value: unknown; path: string }[] = [{ value: root, path: "" }];
+  const seen = new Set<object>();
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const { value, path } = next;
     if (typeof value === "string") {
       if (value.includes("\u0000")) return path;
-    } else if (isPlain(value)) {
+    } else if (isUnseenObject(value, seen)) {
       for (const [key, child] of Object.entries(value)) {
         // The key is quoted with its NUL removed so that the path stays printable.
         if (key.includes("\u0000")) return `${path}.${key.replaceAll("\u0000", "")}`;
@@ -27,8 +28,9 @@ export function nulPath(root: unknown): string | undefined {
 export function replaceNul<T>(value: T): T {
   if (typeof value === "string") return value.replaceAll("\u0000", "\uFFFD") as T;
   const pending: unknown[] = [value];
+  const seen = new Set<object>();
   for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
-    if (!isPlain(node)) continue;
+    if (!isUnseenObject(node, seen)) continue;
     const record = node as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       let child = record[key];
@@ -43,9 +45,10 @@ export function replaceNul<T>(value: T): T {
   return value;
 }
 
-/** Parsed JSON (plain objects and arrays): streams, buffers and other objects may be cyclic and are not input text. */
-function isPlain(value: unknown): value is object {
-  if (typeof value !== "object" || value === null) return false;
-  const prototype = Object.getPrototypeOf(value) as unknown;
-  return Array.isArray(value) || prototype === Object.prototype || prototype === null;
+/** Whether `value` is an object (not a Buffer) not walked before; marks it walked. Input may share or cycle objects. */
+function isUnseenObject(value: unknown, seen: Set<object>): value is object {
+  if (typeof value !== "object" || value === null || Buffer.isBuffer(value) || seen.has(value))
+    return false;
+  seen.add(value);
+  return true;
 }
