@@ -1,48 +1,15 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import { finalText, messageFrom, type MatrixTestUser } from "../support/matrix-user.ts";
+import { handOverRuntime, type RuntimeProcess } from "../support/runtime-process.ts";
 import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
 
 const ROOMS = 5;
 const MESSAGES_PER_ROOM = 8;
 
-/** Starts `switchboard runtime` as a separate process on the stack's database and port. */
-async function spawnRuntime(configFile: string): Promise<ChildProcess> {
-  const child = spawn(
-    join(process.cwd(), "node_modules/.bin/node"),
-    ["src/cli/main.ts", "--config", configFile, "runtime"],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, LOG_LEVEL: "warn" },
-    },
-  );
-  child.stderr?.resume();
-  await new Promise<void>((resolve, reject) => {
-    const deadline = setTimeout(() => reject(new Error("runtime did not start")), 30_000);
-    const poll = (): void => {
-      fetch(`http://127.0.0.1:${String(configPort(configFile))}/healthz`)
-        .then((response) =>
-          response.ok ? (clearTimeout(deadline), resolve()) : setTimeout(poll, 100),
-        )
-        .catch(() => setTimeout(poll, 100));
-    };
-    child.once("exit", (code) => reject(new Error(`runtime exited with ${String(code)}`)));
-    poll();
-  });
-  return child;
-}
-
-const ports = new Map<string, number>();
-const configPort = (file: string): number => ports.get(file) ?? 0;
-
 describe("exactly once across a runtime crash", () => {
   let stack: TestStack;
   let acme: StackTenant;
-  let child: ChildProcess | undefined;
+  let runtime: RuntimeProcess | undefined;
 
   beforeAll(async () => {
     stack = await startStack();
@@ -51,7 +18,7 @@ describe("exactly once across a runtime crash", () => {
   });
 
   afterAll(async () => {
-    child?.kill("SIGKILL");
+    await runtime?.kill();
     await stack?.stop();
   });
 
@@ -67,33 +34,10 @@ describe("exactly once across a runtime crash", () => {
     }
 
     // Hand over from the in-process runtime to a separate process we can kill.
-    await stack.app.runtime.stop();
-    const directory = await mkdtemp(join(tmpdir(), "switchboard-restart-"));
-    const configFile = join(directory, "config.yaml");
-    const { config } = stack;
-    ports.set(configFile, config.runtime.port);
-    await writeFile(
-      configFile,
-      stringify({
-        dataDir: directory,
-        database: { url: stack.database.url },
-        runtime: { port: config.runtime.port, editThrottleMs: 200 },
-        secrets: config.secrets,
-        models: {
-          maxRetries: 0,
-          // Generous: the machine may be busy; a model timeout here would be a false failure.
-          timeoutMs: 30_000,
-          openai: {
-            baseUrl: stack.model.url,
-            apiKey: config.models.openai.apiKey,
-            defaultModel: "test-model",
-          },
-        },
-      }),
-    );
+    const launcher = await handOverRuntime(stack, { editThrottleMs: 200 });
     // Slow answers, so the kill lands while turns are being streamed.
     stack.model.chunkDelayMs = 15;
-    child = await spawnRuntime(configFile);
+    runtime = await launcher.start();
 
     const sends = people.flatMap((person, index) =>
       Array.from(
@@ -106,9 +50,8 @@ describe("exactly once across a runtime crash", () => {
 
     // Kill once some, but not all, answers are out.
     await people[0]!.waitForEvents(rooms[0]!, messageFrom(ada), 2, 60_000);
-    child.kill("SIGKILL");
-    await new Promise((resolve) => child?.once("exit", resolve));
-    child = await spawnRuntime(configFile);
+    await runtime.kill();
+    runtime = await launcher.start();
 
     for (const [index, person] of people.entries()) {
       const roomId = rooms[index] as string;
