@@ -17,6 +17,12 @@ export function validateProviderKey(provider: ModelProviderName, key: string): s
       `the ${provider} key must be ${String(MIN_KEY_CHARS)}-${String(MAX_KEY_CHARS)} characters without spaces`,
     );
   }
+  // Keys travel in an HTTP header, so printable ASCII only; anything else (control
+  // characters, a surrogate pair the hint would cut in half) is a paste gone wrong.
+  if (!/^[\x21-\x7e]+$/.test(trimmed))
+    throw badRequest(
+      `the ${provider} key must be printable ASCII (no control or other characters)`,
+    );
   return trimmed;
 }
 

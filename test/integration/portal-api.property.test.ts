@@ -74,6 +74,24 @@ describe("portal JSON API under hostile bodies and parameters", () => {
     });
   }
 
+  // Regression: a key of control characters and astral letters was taken, and
+  // its hint (the last four UTF-16 units) cut a surrogate pair the audit log's
+  // jsonb refused: a 500.
+  it("refuses a provider key that is not printable ASCII, writing nothing", async () => {
+    const before = await tenantSnapshot(t.app.database.knex);
+    const response = await t.browser().request(`/api/v1/tenants/${tenant.id}/keys/openai`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}` },
+      json: { key: "\u000e𐀀𐀀𐀀\u0001" },
+      csrf: false,
+    });
+    expect(response.statusCode, response.body).toBe(400);
+    expect((response.json() as { error: { message: string } }).error.message).toMatch(
+      /printable ASCII/,
+    );
+    expect(await tenantSnapshot(t.app.database.knex)).toEqual(before);
+  });
+
   it("answers every operation with a 4xx and no write, or a 2xx for a body its schema allows; never a 5xx", async () => {
     const openapi = (await admin.request("/api/v1/openapi.json")).json() as OpenApi;
     let operations = 0;

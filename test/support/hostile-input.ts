@@ -40,6 +40,8 @@ function fieldValue(schema: JsonSchema): fc.Arbitrary<unknown> {
       fc.stringMatching(/^[a-z][a-z0-9-]{1,20}$/),
       fc.string({ maxLength: (schema.maxLength ?? 40) + 5 }),
       fc.constantFrom("a@example.org", "openai", "admin", "member", "sk-aaaaaaaaaaaaaaaa"),
+      // PostgreSQL cannot store a NUL: it must be refused before the database.
+      fc.stringMatching(/^[a-z]{1,8}$/).map((text) => `${text}\u0000`),
     );
   if (types.includes("integer") || types.includes("number"))
     plausible.push(fc.integer({ min: -5, max: 2000 }), fc.double());
