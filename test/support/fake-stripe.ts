@@ -33,7 +33,7 @@ export interface RecordedStripeRequest {
   readonly status: number;
 }
 
-type StripeObject = Record<string, unknown> & { id: string };
+export type StripeObject = Record<string, unknown> & { id: string };
 
 interface StoredResponse {
   readonly fingerprint: string;
