@@ -44,11 +44,13 @@ describe.each(BACKENDS)("Stripe replays and reordering (%s)", (backend) => {
     // The subscription's life after checkout, as Stripe would announce it.
     const events: { type: string; object: StripeObject; id: string }[] = [];
     const happen = (type: string, object: StripeObject): void => {
-      const event = b.fake.event(type, object);
-      events.push({ type, object: event.data.object as StripeObject, id: event.id as string });
+      // A snapshot: later changes to the fake's subscription do not rewrite what was announced.
+      events.push({ type, object: structuredClone(object), id: b.fake.event(type, object).id });
     };
     b.fake.updateSubscription(subscriptionId, { priceId: PRO_PRICE });
-    happen("customer.subscription.updated", b.fake.subscriptions.get(subscriptionId) ?? {});
+    const subscription = b.fake.subscriptions.get(subscriptionId);
+    if (subscription === undefined) throw new Error("the fake lost the subscription");
+    happen("customer.subscription.updated", subscription);
     b.fake.updateSubscription(subscriptionId, { status: "past_due" });
     happen("invoice.payment_failed", b.fake.invoice(subscriptionId));
     b.fake.updateSubscription(subscriptionId, { status: "active" });
