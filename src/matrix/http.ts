@@ -6,7 +6,7 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "../shared/logger.ts";
 import { isMatrixUserId } from "../shared/ids.ts";
-import { replaceNul } from "../shared/nul.ts";
+import { makeStorable } from "../shared/storable-text.ts";
 import { agentNameOf } from "../agents/identity.ts";
 import type { EventPipeline } from "./event-pipeline.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
@@ -120,8 +120,8 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
     ) {
       return matrixError(reply, 400, "M_BAD_JSON", "Body must be an object with an events array");
     }
-    // A NUL (allowed in Matrix JSON) cannot be stored: refusing would make the homeserver retry forever.
-    await options.pipeline.accept(served, replaceNul(txnId), replaceNul(body.events));
+    // A NUL or unpaired surrogate (both pass Matrix JSON) cannot be stored: refusing would make the homeserver retry forever.
+    await options.pipeline.accept(served, makeStorable(txnId), makeStorable(body.events));
     return reply.code(200).send({});
   };
   app.put("/tenants/:tenantId/_matrix/app/v1/transactions/:txnId", transaction);

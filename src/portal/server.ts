@@ -16,7 +16,7 @@ import { requestRateLimit } from "./api/rate-limits.ts";
 import { registerTenantGate } from "./access.ts";
 import { registerAuth } from "./auth/plugin.ts";
 import { registerErrorHandling } from "./errors.ts";
-import { registerNulGuard } from "./nul-guard.ts";
+import { registerTextGuard } from "./text-guard.ts";
 import { registerRoutes } from "./routes.ts";
 import type { PortalApp, PortalDeps } from "./types.ts";
 import { STATIC_DIR, registerViews } from "./views.ts";
@@ -102,7 +102,7 @@ export async function buildPortal(deps: PortalDeps): Promise<PortalApp> {
 
   registerViews(app);
   registerAuth(app, deps);
-  registerNulGuard(app);
+  registerTextGuard(app);
   registerTenantGate(app, deps);
   registerErrorHandling(app);
   registerRoutes(app, deps);

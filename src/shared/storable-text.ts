@@ -1,22 +1,37 @@
 /**
- * PostgreSQL text and jsonb cannot hold U+0000, so a NUL in input that is
- * stored fails the whole statement. Input from people is refused
- * (`nulPath`); events from a homeserver, which must be taken, have their NULs
- * replaced (`replaceNul`). Both walk without recursion: JSON may be deep.
+ * PostgreSQL text and jsonb hold neither U+0000 nor unpaired surrogates (which
+ * are not Unicode text at all), so input holding them fails the statement that
+ * stores it. Input from people is refused (`unstorableText`); events from a
+ * homeserver, which must be taken, are repaired (`makeStorable`: U+FFFD in
+ * their place). Both walk without recursion, as JSON may be deep, and visit
+ * each object once.
  */
 
-/** The path (".a.0") of a string or key in `root` holding a NUL, if any. */
-export function nulPath(root: unknown): string | undefined {
+/** What is wrong with a string, if anything. */
+function problemIn(text: string): string | undefined {
+  if (text.includes("\u0000")) return "must not contain NUL characters";
+  if (!text.isWellFormed()) return "must not contain unpaired surrogates (invalid Unicode)";
+  return undefined;
+}
+
+function repaired(text: string): string {
+  return text.replaceAll("\u0000", "\uFFFD").toWellFormed();
+}
+
+/** The path (".a.0") of a string or key in `root` that cannot be stored, and why; undefined when all can. */
+export function unstorableText(root: unknown): { path: string; problem: string } | undefined {
   const pending: { value: unknown; path: string }[] = [{ value: root, path: "" }];
   const seen = new Set<object>();
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const { value, path } = next;
     if (typeof value === "string") {
-      if (value.includes("\u0000")) return path;
+      const problem = problemIn(value);
+      if (problem !== undefined) return { path, problem };
     } else if (isUnseenObject(value, seen)) {
       for (const [key, child] of Object.entries(value)) {
-        // The key is quoted with its NUL removed so that the path stays printable.
-        if (key.includes("\u0000")) return `${path}.${key.replaceAll("\u0000", "")}`;
+        const problem = problemIn(key);
+        // The key is quoted repaired, so that the message stays printable.
+        if (problem !== undefined) return { path: `${path}.${repaired(key)}`, problem };
         pending.push({ value: child, path: `${path}.${key}` });
       }
     }
@@ -24,9 +39,9 @@ export function nulPath(root: unknown): string | undefined {
   return undefined;
 }
 
-/** `value` with every NUL in its strings and keys replaced by U+FFFD, changed in place (parsed JSON only). */
-export function replaceNul<T>(value: T): T {
-  if (typeof value === "string") return value.replaceAll("\u0000", "\uFFFD") as T;
+/** `value` with every string and key repaired, changed in place (parsed JSON only). */
+export function makeStorable<T>(value: T): T {
+  if (typeof value === "string") return repaired(value) as T;
   const pending: unknown[] = [value];
   const seen = new Set<object>();
   for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
@@ -34,11 +49,11 @@ export function replaceNul<T>(value: T): T {
     const record = node as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       let child = record[key];
-      if (typeof child === "string") child = child.replaceAll("\u0000", "\uFFFD");
+      if (typeof child === "string") child = repaired(child);
       else pending.push(child);
-      if (key.includes("\u0000")) {
+      if (problemIn(key) !== undefined) {
         Reflect.deleteProperty(record, key);
-        record[key.replaceAll("\u0000", "\uFFFD")] = child;
+        record[repaired(key)] = child;
       } else record[key] = child;
     }
   }

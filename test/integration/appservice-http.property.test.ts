@@ -96,10 +96,10 @@ describe("appservice endpoint under hostile input (PGlite)", () => {
   }, 240_000);
 });
 
-// Regression: a NUL (legal in Matrix JSON) in an event or a transaction id
+// Regression: a NUL or an unpaired surrogate (both pass Matrix JSON) in an event or a transaction id
 // reached PostgreSQL, the transaction answered 500, and the homeserver
 // retried it forever, stalling every later event of the tenant.
-describe("appservice endpoint with NUL characters (PostgreSQL)", () => {
+describe("appservice endpoint with NULs and unpaired surrogates (PostgreSQL)", () => {
   let database: TestDatabase;
   let app: App;
   let homeserver: TenantHomeserver;
@@ -113,7 +113,7 @@ describe("appservice endpoint with NUL characters (PostgreSQL)", () => {
     await database?.drop();
   });
 
-  it("stores and handles events holding NULs, with the NULs replaced", async () => {
+  it("stores and handles events holding them, replaced by U+FFFD", async () => {
     const message = (eventId: string, content: unknown) => ({
       event_id: eventId,
       room_id: "!room:acme.test",
@@ -133,6 +133,7 @@ describe("appservice endpoint with NUL characters (PostgreSQL)", () => {
           message("$nul-body", { msgtype: "m.text", body: "hi\u0000there" }),
           message("$nul\u0000id", { msgtype: "m.text", body: "x" }),
           message("$nul-key", { "k\u0000": { deep: ["\u0000"] } }),
+          message("$lone", { msgtype: "m.text", body: "a\ud800", "k\udc00": "b" }),
         ],
       }),
     });
@@ -143,6 +144,7 @@ describe("appservice endpoint with NUL characters (PostgreSQL)", () => {
       .orderBy("event_id")
       .select("event_id", "status")) as { event_id: string; status: string }[];
     expect(rows).toEqual([
+      { event_id: "$lone", status: "done" },
       { event_id: "$nul-body", status: "done" },
       { event_id: "$nul-key", status: "done" },
       { event_id: "$nul\ufffdid", status: "done" },

@@ -113,7 +113,7 @@ describe("portal forms under hostile urlencoded bodies", () => {
 
   // Regression: a NUL in a form field, a JSON body or a path reached PostgreSQL
   // (which cannot store it) and came back as a 500.
-  it("refuses a NUL in a form, a JSON body or a path with a 400 naming where, writing nothing", async () => {
+  it("refuses a NUL or unpaired surrogate in a form, a JSON body or a path with a 400 naming where, writing nothing", async () => {
     const before = await tenantSnapshot(t.app.database.knex);
     const form = await admin.request("/t/acme/tokens", { form: { name: "ci\u0000" } });
     expect(form.statusCode, form.body).toBe(400);
@@ -126,6 +126,14 @@ describe("portal forms under hostile urlencoded bodies", () => {
       "body.extra.deep.0: must not contain NUL characters",
     );
     expect((await admin.request("/t/ac%00me/agents")).statusCode).toBe(400);
+    // An unpaired surrogate: jsonb (the audit log) refused it, a 500 too.
+    const lone = await admin.request("/api/v1/tenants", {
+      json: { name: "aaa\ud800", slug: "lone" },
+    });
+    expect(lone.statusCode, lone.body).toBe(400);
+    expect((lone.json() as { error: { message: string } }).error.message).toBe(
+      "body.name: must not contain unpaired surrogates (invalid Unicode)",
+    );
     expect(await tenantSnapshot(t.app.database.knex)).toEqual(before);
   });
 

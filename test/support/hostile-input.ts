@@ -42,6 +42,9 @@ function fieldValue(schema: JsonSchema): fc.Arbitrary<unknown> {
       fc.constantFrom("a@example.org", "openai", "admin", "member", "sk-aaaaaaaaaaaaaaaa"),
       // PostgreSQL cannot store a NUL: it must be refused before the database.
       fc.stringMatching(/^[a-z]{1,8}$/).map((text) => `${text}\u0000`),
+      // A lone surrogate: JSON.stringify keeps it as an escape that jsonb refuses.
+      fc.stringMatching(/^[a-z]{3,8}$/).map((text) => `${text}\ud800`),
+      fc.stringMatching(/^[a-z]{3,8}$/).map((text) => `\udc00${text}`),
     );
   if (types.includes("integer") || types.includes("number"))
     plausible.push(fc.integer({ min: -5, max: 2000 }), fc.double());
