@@ -6,6 +6,7 @@ import Fastify, {
 } from "fastify";
 import type { Logger } from "../shared/logger.ts";
 import { isMatrixUserId } from "../shared/ids.ts";
+import { jsonDepthExceeds } from "../shared/json-depth.ts";
 import { makeStorable } from "../shared/storable-text.ts";
 import { agentNameOf } from "../agents/identity.ts";
 import type { EventPipeline } from "./event-pipeline.ts";
@@ -14,6 +15,8 @@ import type { ServedTenant, TenantRegistry } from "./tenant-registry.ts";
 import { isDatabaseUnavailable } from "../db/unavailable.ts";
 
 const MAX_TXN_ID_CHARS = 255;
+/** Deepest nesting an event may have; real events nest a few levels, and Synapse itself refuses JSON near 1,000. */
+const MAX_EVENT_DEPTH = 128;
 
 export interface AppserviceHttpOptions {
   readonly registry: TenantRegistry;
@@ -120,8 +123,17 @@ export function buildAppserviceHttp(options: AppserviceHttpOptions): FastifyInst
     ) {
       return matrixError(reply, 400, "M_BAD_JSON", "Body must be an object with an events array");
     }
-    // A NUL or unpaired surrogate (both pass Matrix JSON) cannot be stored: refusing would make the homeserver retry forever.
-    await options.pipeline.accept(served, makeStorable(txnId), makeStorable(body.events));
+    // An event nested too deeply to be serialized again (JSON.stringify
+    // overflows the stack) is dropped like a malformed one: refusing the
+    // transaction would make the homeserver retry it forever.
+    const events = body.events.filter((event) => !jsonDepthExceeds(event, MAX_EVENT_DEPTH));
+    if (events.length < body.events.length)
+      request.log.warn(
+        { txnId, dropped: body.events.length - events.length },
+        "dropped events nested too deeply",
+      );
+    // The same for a NUL or unpaired surrogate (both pass Matrix JSON): they are replaced, as the database cannot store them.
+    await options.pipeline.accept(served, makeStorable(txnId), makeStorable(events));
     return reply.code(200).send({});
   };
   app.put("/tenants/:tenantId/_matrix/app/v1/transactions/:txnId", transaction);

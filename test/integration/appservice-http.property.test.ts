@@ -150,4 +150,28 @@ describe("appservice endpoint with NULs and unpaired surrogates (PostgreSQL)", (
       { event_id: "$nul\ufffdid", status: "done" },
     ]);
   }, 60_000);
+
+  // Regression: an event nested 5,000 levels deep could not be serialized
+  // for storing (JSON.stringify overflowed the stack): a 500, retried forever.
+  it("drops an event nested thousands of levels deep and keeps the rest", async () => {
+    const deep = '{"a":'.repeat(5_000) + '["x"]' + "}".repeat(5_000);
+    const event = (id: string, extra: string) =>
+      `{"event_id":"${id}","room_id":"!room:acme.test","type":"m.room.message","sender":"@alice:acme.test","content":{"msgtype":"m.text","body":"hi","extra":${extra}}}`;
+    const response = await app.runtime.http.inject({
+      method: "PUT",
+      url: `/tenants/${homeserver.tenantId}/_matrix/app/v1/transactions/deep`,
+      headers: {
+        authorization: `Bearer ${homeserver.hsToken}`,
+        "content-type": "application/json",
+      },
+      payload: `{"events":[${event("$deep", deep)},${event("$shallow", "[1]")}]}`,
+    });
+    expect(response.statusCode, response.body).toBe(200);
+    await app.runtime.pipeline.drain();
+    const rows = (await database
+      .knex("inbound_events")
+      .whereIn("event_id", ["$deep", "$shallow"])
+      .pluck("event_id")) as string[];
+    expect(rows).toEqual(["$shallow"]);
+  }, 60_000);
 });
