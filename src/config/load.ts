@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { parse as parseYaml } from "yaml";
+import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { AppError } from "../shared/errors.ts";
 import { ConfigSchema, type Config } from "./schema.ts";
@@ -102,6 +102,17 @@ function formatIssues(
 }
 
 /**
+ * YAML to plain values; what the yaml library only warns about (an unknown
+ * tag such as !!js/function, read as a plain string) is an error here.
+ */
+function parseStrictYaml(text: string): unknown {
+  const document = parseDocument(text);
+  const [problem] = [...document.errors, ...document.warnings];
+  if (problem !== undefined) throw problem;
+  return document.toJS();
+}
+
+/**
  * Parses configuration from a YAML text (may be empty) plus the environment.
  * Throws an AppError("bad_request") whose message names each wrong key.
  */
@@ -112,7 +123,7 @@ export function parseConfig(
 ): Readonly<Config> {
   let raw: unknown;
   try {
-    raw = yamlText.trim() === "" ? {} : parseYaml(yamlText);
+    raw = yamlText.trim() === "" ? {} : parseStrictYaml(yamlText);
   } catch (error) {
     throw new AppError("bad_request", `${source} is not valid YAML: ${(error as Error).message}`);
   }

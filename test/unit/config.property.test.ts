@@ -93,6 +93,13 @@ function expectClearError(error: unknown): void {
   for (const line of lines) expect(line).toMatch(/^ {2}[^\s:][^\n]*: \S/);
 }
 
+// Regression: an unknown tag was only a process warning, and the value was read as a string.
+it("refuses an unknown YAML tag instead of warning and reading it as a string", () => {
+  expect(() => parseConfig("dataDir: !!js/function 'function () {}'\n", {}, "test.yaml")).toThrow(
+    /test\.yaml is not valid YAML: .*tag/,
+  );
+});
+
 describe("parseConfig on arbitrary documents and environments", () => {
   it("returns a frozen config or throws a bad_request naming each wrong key", () => {
     fc.assert(
