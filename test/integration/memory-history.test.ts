@@ -109,6 +109,16 @@ describe.each(BACKENDS)("history (%s)", (kind) => {
     expect(bodies).toEqual(["good morning"]);
   });
 
+  it("stores text PostgreSQL refuses (a NUL from a model, a lone surrogate) with U+FFFD", async () => {
+    const stored = await inTenant((trx) =>
+      recordMessage(trx, message("$nul", "before\u0000after \uD800 end")),
+    );
+    expect(stored).toBe(true);
+    const bodies = await inTenant((trx) => trx("messages").where("event_id", "$nul").pluck("body"));
+    expect(bodies).toEqual(["before\uFFFDafter \uFFFD end"]);
+    await inTenant((trx) => trx("messages").where("event_id", "$nul").delete());
+  });
+
   it("returns the main timeline without thread messages, oldest first", async () => {
     expect(await window(null)).toEqual(["$m1", "$root", "$m2", "$m3", "$m4"]);
     expect(await window(null, 10_000, 2)).toEqual(["$m3", "$m4"]);
