@@ -40,16 +40,38 @@ const markdown = new Marked({
 });
 
 /**
- * The answer as HTML. Markdown nested thousands of levels deep (a model can be
- * made to write it) overflows marked's recursive parser: such a text is sent
- * as escaped plain text, with its line breaks, rather than failing the turn.
+ * Longest structural line prefix (indentation, quote and list markers) and
+ * longest run of inline markers that are rendered as markdown. Beyond them a
+ * text is hostile, not formatted: marked's parsers slow down steeply on deep
+ * nesting and long marker runs (seconds for a few tens of KB, and memory for
+ * thousands of list levels), which would stall the room's queue.
+ */
+const MAX_LINE_PREFIX_CHARS = 256;
+const MAX_MARKER_RUN = 128;
+const LINE_PREFIX = /^[\t >*+\-\d.)]*/gmu;
+const MARKER_RUN = new RegExp(`[*_\`~]{${String(MAX_MARKER_RUN + 1)},}`, "u");
+
+function looksHostile(text: string): boolean {
+  if (MARKER_RUN.test(text)) return true;
+  for (const [prefix] of text.matchAll(LINE_PREFIX))
+    if (prefix.length > MAX_LINE_PREFIX_CHARS) return true;
+  return false;
+}
+
+/**
+ * The answer as HTML. Markdown nested thousands of levels deep or full of
+ * marker runs (a model can be made to write it) overflows or stalls marked's
+ * recursive parser: such a text is sent as escaped plain text, with its line
+ * breaks, rather than failing or stalling the turn.
  */
 export function markdownToHtml(text: string): string {
+  const plain = (): string => escapeHtml(text.trim()).replace(/\n/g, "<br />\n");
+  if (looksHostile(text)) return plain();
   try {
     return markdown.parse(text, { async: false }).trim();
   } catch (error) {
     if (!(error instanceof RangeError)) throw error;
-    return escapeHtml(text.trim()).replace(/\n/g, "<br />\n");
+    return plain();
   }
 }
 

@@ -38,6 +38,21 @@ describe("markdownToHtml", () => {
     expect(markdownToHtml("line one\nline two")).toBe("<p>line one<br>line two</p>");
   });
 
+  it("sends hostile structure (thousands of list levels, marker runs) as escaped plain text", () => {
+    const deepList = Array.from({ length: 3000 }, (_, i) => `${"  ".repeat(i)}- <b>x</b>`).join(
+      "\n",
+    );
+    const html = markdownToHtml(deepList);
+    expect(html).not.toContain("<ul>");
+    expect(html).toContain("- &lt;b&gt;x&lt;/b&gt;<br />");
+    expect(markdownToHtml(`${"*".repeat(200)}x${"*".repeat(200)}`)).toBe(
+      `${"*".repeat(200)}x${"*".repeat(200)}`,
+    );
+    // Ordinary nesting and emphasis are still markdown.
+    expect(markdownToHtml("> quoted\n\n- a\n  - b")).toContain("<blockquote>");
+    expect(markdownToHtml("**bold**")).toBe("<p><strong>bold</strong></p>");
+  });
+
   it("escapes special characters in plain text", () => {
     expect(markdownToHtml("a & b < c")).toBe("<p>a &amp; b &lt; c</p>");
   });
