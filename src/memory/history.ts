@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import { badRequest } from "../shared/errors.ts";
 import type { AgentId, EventId, MatrixUserId, PersonId, RoomId } from "../shared/ids.ts";
-import { storableText } from "../shared/text.ts";
+import { makeStorable } from "../shared/storable-text.ts";
 import { CURRENT_TENANT_SQL } from "./facts.ts";
 import { estimateTokens } from "./tokens.ts";
 import type { HistoryMessage, Platform } from "./types.ts";
@@ -75,7 +75,7 @@ export async function recordMessage(trx: Knex.Transaction, message: NewMessage):
       person_id: message.personId,
       agent_id: message.agentId,
       platform: message.platform,
-      body: Array.from(storableText(message.body)).slice(0, MAX_MESSAGE_BODY_CHARS).join(""),
+      body: Array.from(makeStorable(message.body)).slice(0, MAX_MESSAGE_BODY_CHARS).join(""),
       sent_at: message.sentAt,
     })
     .onConflict(["tenant_id", "event_id"])
