@@ -2,9 +2,7 @@ import type { AgentMedia, AvatarType } from "../agents/avatar.ts";
 import { AppError } from "../shared/errors.ts";
 import { localpartOf, type MatrixUserId } from "../shared/ids.ts";
 import type { TenantHomeserver } from "../tenants/types.ts";
-
-/** An avatar upload is small; a homeserver that takes longer is not answering. */
-const MEDIA_REQUEST_TIMEOUT_MS = 15_000;
+import { appserviceRequest, matrixErrorOf, type MatrixErrorBody } from "./appservice-client.ts";
 
 const EXTENSIONS: Record<AvatarType, string> = {
   "image/png": "png",
@@ -12,11 +10,6 @@ const EXTENSIONS: Record<AvatarType, string> = {
   "image/gif": "gif",
   "image/webp": "webp",
 };
-
-interface MatrixErrorBody {
-  errcode?: string;
-  error?: string;
-}
 
 /**
  * AgentMedia over the client-server API with the tenant's appservice token
@@ -71,28 +64,13 @@ export class MatrixMedia implements AgentMedia {
       body: JSON.stringify({ type: "m.login.application_service", username: localpartOf(user) }),
     });
     if (response.ok) return;
-    const body = (await response.json().catch(() => ({}))) as MatrixErrorBody;
+    const body = await matrixErrorOf(response);
     if (body.errcode === "M_USER_IN_USE") return;
     throw await refused(response, "the homeserver refused to register the agent", body);
   }
 
-  async #request(homeserver: TenantHomeserver, path: string, init: RequestInit): Promise<Response> {
-    try {
-      return await this.#fetch(`${homeserver.clientUrl}${path}`, {
-        ...init,
-        headers: {
-          ...(init.headers as Record<string, string>),
-          authorization: `Bearer ${homeserver.asToken}`,
-        },
-        signal: AbortSignal.timeout(MEDIA_REQUEST_TIMEOUT_MS),
-      });
-    } catch (error) {
-      throw new AppError(
-        "upstream_failed",
-        `the tenant's homeserver (${homeserver.serverName}) could not be reached; try again in a moment`,
-        { cause: error },
-      );
-    }
+  #request(homeserver: TenantHomeserver, path: string, init: RequestInit): Promise<Response> {
+    return appserviceRequest(this.#fetch, homeserver, path, init);
   }
 }
 
@@ -101,7 +79,7 @@ async function refused(
   what: string,
   parsed?: MatrixErrorBody,
 ): Promise<AppError> {
-  const body = parsed ?? ((await response.json().catch(() => ({}))) as MatrixErrorBody);
+  const body = parsed ?? (await matrixErrorOf(response));
   const reason = body.errcode === undefined ? `HTTP ${String(response.status)}` : body.errcode;
   return new AppError("upstream_failed", `${what} (${reason})`);
 }

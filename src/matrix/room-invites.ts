@@ -2,9 +2,7 @@ import type { RoomInviter } from "../bridges/service.ts";
 import { AppError } from "../shared/errors.ts";
 import type { MatrixUserId, RoomId } from "../shared/ids.ts";
 import type { TenantHomeserver } from "../tenants/types.ts";
-
-/** One invite; a homeserver that takes longer is not answering. */
-const INVITE_TIMEOUT_MS = 15_000;
+import { appserviceRequest, matrixErrorOf } from "./appservice-client.ts";
 
 /**
  * RoomInviter over the client-server API with the tenant's appservice token
@@ -25,26 +23,13 @@ export class MatrixRoomInvites implements RoomInviter {
     invitee: MatrixUserId,
   ): Promise<void> {
     const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite?user_id=${encodeURIComponent(inviter)}`;
-    let response: Response;
-    try {
-      response = await this.#fetch(`${homeserver.clientUrl}${path}`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          authorization: `Bearer ${homeserver.asToken}`,
-        },
-        body: JSON.stringify({ user_id: invitee }),
-        signal: AbortSignal.timeout(INVITE_TIMEOUT_MS),
-      });
-    } catch (error) {
-      throw new AppError(
-        "upstream_failed",
-        `the tenant's homeserver (${homeserver.serverName}) could not be reached; try again in a moment`,
-        { cause: error },
-      );
-    }
+    const response = await appserviceRequest(this.#fetch, homeserver, path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_id: invitee }),
+    });
     if (response.ok) return;
-    const body = (await response.json().catch(() => ({}))) as { errcode?: string; error?: string };
+    const body = await matrixErrorOf(response);
     const reason = body.errcode ?? `HTTP ${String(response.status)}`;
     // 4xx: the room said no (relay not in it, no invite power, agent banned); retrying will not help.
     if (response.status >= 400 && response.status < 500)
