@@ -111,7 +111,7 @@ const date = (value: Date | string | null): Date | null =>
 /** last_error is shown to tenant admins; long upstream answers are cut. */
 const MAX_ERROR_CHARS = 500;
 
-export function truncateBridgeError(message: string): string {
+function truncateBridgeError(message: string): string {
   return message.length <= MAX_ERROR_CHARS ? message : `${message.slice(0, MAX_ERROR_CHARS - 1)}…`;
 }
 

@@ -71,7 +71,7 @@ export interface BridgeNames {
   readonly tenantNetwork: string;
 }
 
-export function bridgeNames(slug: string, network: BridgeNetwork): BridgeNames {
+function bridgeNames(slug: string, network: BridgeNetwork): BridgeNames {
   const stack = stackNames(slug);
   return {
     container: `switchboard-${slug}-${network}`,

@@ -78,7 +78,7 @@ const InviteBody = z.strictObject({
   agent: z.string().min(1).max(64).describe("the agent's name"),
 });
 
-export function bridgeView(status: BridgeStatus): BridgeView {
+function bridgeView(status: BridgeStatus): BridgeView {
   return {
     ...status,
     rooms: status.rooms.map((room) => ({ ...room, agents: [...room.agents] })),
