@@ -6,6 +6,7 @@ import type { MatrixUserId, RoomId } from "../../src/shared/ids.ts";
 import { messageFrom, type ClientEvent, type MatrixTestUser } from "../support/matrix-user.ts";
 import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
 import { createStandInBridge, type StandInBridge } from "../support/stand-in-bridge.ts";
+import { seedBridgeRow } from "../support/bridge-rows.ts";
 
 const POLL = { timeout: 20_000, interval: 50 };
 /** Real mautrix-go wording (bridgev2/commands/relay.go) for a relay that cannot be set. */
@@ -57,18 +58,7 @@ describe("the relay account with a bridge", () => {
     botUserId = `@${stack.config.runtime.botLocalpart}:${serverName}` as MatrixUserId;
 
     const { cipher } = stack.app;
-    await withTenant(stack.database.knex, acme.tenant.id, (trx) =>
-      bridgeStore.upsertCredentials(trx, {
-        tenantId: acme.tenant.id,
-        network: "slack",
-        credentialsEncrypted: cipher.encrypt("{}"),
-        fresh: {
-          asToken: cipher.encrypt("as"),
-          hsToken: cipher.encrypt("hs"),
-          provisioningSecret: cipher.encrypt("provisioning"),
-        },
-      }),
-    );
+    await seedBridgeRow(stack.database.knex, acme.tenant.id, "slack", cipher);
 
     // The tenant's management room, as the provisioner's bootstrap leaves it.
     boss = await acme.user("boss");

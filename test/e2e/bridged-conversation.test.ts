@@ -6,6 +6,7 @@ import type { EventId, MatrixUserId, RoomId } from "../../src/shared/ids.ts";
 import { messageFrom, type ClientEvent } from "../support/matrix-user.ts";
 import { startStack, type StackTenant, type TestStack } from "../support/stack.ts";
 import { createStandInBridge, type StandInBridge } from "../support/stand-in-bridge.ts";
+import { seedBridgeRow } from "../support/bridge-rows.ts";
 
 const joinOf =
   (userId: string) =>
@@ -216,19 +217,7 @@ describe("agents in bridged rooms", () => {
   it("a Matrix user in a room the relay recorded as bridged gets an answer sent whole too", async () => {
     const room = await portal(slack, "mixed", [ada]);
     // What the relay account records when it joins a portal of a bridge the tenant has.
-    const { cipher } = stack.app;
-    await withTenant(stack.database.knex, acme.tenant.id, (trx) =>
-      bridgeStore.upsertCredentials(trx, {
-        tenantId: acme.tenant.id,
-        network: "slack",
-        credentialsEncrypted: cipher.encrypt("{}"),
-        fresh: {
-          asToken: cipher.encrypt("as"),
-          hsToken: cipher.encrypt("hs"),
-          provisioningSecret: cipher.encrypt("provisioning"),
-        },
-      }),
-    );
+    await seedBridgeRow(stack.database.knex, acme.tenant.id, "slack", stack.app.cipher);
     await bridgeStore.recordRoom(stack.database.knex, {
       tenantId: acme.tenant.id,
       roomId: room,

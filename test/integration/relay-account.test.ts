@@ -20,6 +20,7 @@ import type { EventId, MatrixUserId, RoomId, TenantId } from "../../src/shared/i
 import { createLogger } from "../../src/shared/logger.ts";
 import { BACKENDS, createTestDatabase, type TestDatabase } from "../support/database.ts";
 import { seedTenant } from "../support/seed.ts";
+import { seedBridgeRow } from "../support/bridge-rows.ts";
 
 const SERVER = "acme.test";
 const RELAY = `@switchboard_relay:${SERVER}` as MatrixUserId;
@@ -193,16 +194,7 @@ describe.each(BACKENDS)("relay account on %s", (kind) => {
   const bridge = (id: TenantId = tenantId) =>
     withTenant(database.knex, id, (trx) => bridgeStore.find(trx, id, "slack"));
 
-  async function connectSlack(id: TenantId): Promise<void> {
-    await withTenant(database.knex, id, (trx) =>
-      bridgeStore.upsertCredentials(trx, {
-        tenantId: id,
-        network: "slack",
-        credentialsEncrypted: "c",
-        fresh: { asToken: "a", hsToken: "h", provisioningSecret: "p" },
-      }),
-    );
-  }
+  const connectSlack = (id: TenantId): Promise<void> => seedBridgeRow(database.knex, id, "slack");
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
